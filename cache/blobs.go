@@ -1,0 +1,271 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocimirror/proxy/storage"
+)
+
+// Blob is a blob ready to serve: a local file (a hit) or a fill in progress (a
+// miss). The caller must Close it.
+type Blob struct {
+	Digest digest.Digest
+	Source Source
+	size   int64
+	local  io.ReadSeekCloser
+	fill   *fill
+}
+
+// Size is the blob's length, or -1 while a fill has not learned it.
+func (b *Blob) Size() int64 { return b.size }
+
+// WaitSize returns the blob's length, waiting for the fill to end if the upstream
+// did not declare it.
+func (b *Blob) WaitSize(ctx context.Context) (int64, error) {
+	if b.size >= 0 {
+		return b.size, nil
+	}
+	// Reading at the largest offset returns only when the fill is over.
+	_, err := b.fill.ReadAt(ctx, make([]byte, 1), 1<<62)
+	if err != nil && err != io.EOF {
+		return -1, err
+	}
+	b.fill.mu.Lock()
+	b.size = b.fill.written
+	b.fill.mu.Unlock()
+	return b.size, nil
+}
+
+// Reader returns a reader of n bytes from off (n < 0: to the end). For a local
+// file on disk it reads the *os.File itself, so the copy to a socket is sendfile.
+func (b *Blob) Reader(ctx context.Context, off, n int64) (io.Reader, error) {
+	if b.local != nil {
+		if _, err := b.local.Seek(off, io.SeekStart); err != nil {
+			return nil, err
+		}
+		if n < 0 {
+			return b.local, nil
+		}
+		return io.LimitReader(b.local, n), nil
+	}
+	end := int64(1 << 62)
+	if n >= 0 {
+		end = off + n
+	}
+	return &fillReader{ctx: ctx, f: b.fill, off: off, end: end}, nil
+}
+
+// Close releases the file or the fill.
+func (b *Blob) Close() error {
+	if b.local != nil {
+		return b.local.Close()
+	}
+	b.fill.release()
+	return nil
+}
+
+// Blob opens the blob dgst of the repository name as the client named it: from
+// local storage, else from a fill that it starts or joins.
+func (c *Cache) Blob(ctx context.Context, name string, dgst digest.Digest) (*Blob, error) {
+	repo := c.up.RepoName(name)
+	for range 2 { // a fill may commit between our local lookup and the join
+		b, err := c.localBlob(ctx, repo, dgst)
+		if !errors.Is(err, storage.ErrNotFound) {
+			return b, err
+		}
+		f, err := c.joinFill(ctx, repo, dgst)
+		if errors.Is(err, errCommitted) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return c.awaitFill(ctx, f)
+	}
+	return nil, storage.ErrNotFound
+}
+
+// StatBlob returns the size of the blob dgst for a HEAD, asking the upstream when
+// the blob is not stored for this repository.
+func (c *Cache) StatBlob(ctx context.Context, name string, dgst digest.Digest) (int64, Source, error) {
+	repo := c.up.RepoName(name)
+	if c.store.HasLayer(ctx, repo, dgst) {
+		if info, err := c.store.StatBlob(ctx, dgst); err == nil {
+			return info.Size, Hit, nil
+		}
+	}
+	desc, err := c.up.HeadBlob(ctx, repo, dgst)
+	if err != nil {
+		return -1, Miss, err
+	}
+	return desc.Size, Miss, nil
+}
+
+// localBlob opens a stored blob. A blob stored for another repository is linked
+// into this one only when the upstream confirms this repository has it, so the
+// cache never hands out content the upstream would not.
+func (c *Cache) localBlob(ctx context.Context, repo string, dgst digest.Digest) (*Blob, error) {
+	if !c.store.HasLayer(ctx, repo, dgst) {
+		if _, err := c.store.StatBlob(ctx, dgst); err != nil {
+			return nil, err
+		}
+		if _, err := c.up.HeadBlob(ctx, repo, dgst); err != nil {
+			return nil, err
+		}
+		if err := c.store.LinkLayer(ctx, repo, dgst); err != nil {
+			return nil, err
+		}
+	}
+	rc, info, err := c.store.OpenBlob(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	return &Blob{Digest: dgst, Source: Hit, size: info.Size, local: rc}, nil
+}
+
+var errCommitted = errors.New("blob committed meanwhile")
+
+// joinFill returns the fill of dgst in progress, or starts one. The caller holds a
+// reference to the fill and must release it.
+func (c *Cache) joinFill(ctx context.Context, repo string, dgst digest.Digest) (*fill, error) {
+	c.mu.Lock()
+	if f, ok := c.fills[dgst]; ok {
+		f.acquire()
+		c.mu.Unlock()
+		if f.repo != repo {
+			return f, c.confirmJoin(ctx, f, repo)
+		}
+		return f, nil
+	}
+	if _, err := c.store.StatBlob(ctx, dgst); err == nil {
+		c.mu.Unlock()
+		return nil, errCommitted
+	}
+	spool, err := c.store.NewSpool()
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	f := newFill(dgst, repo, spool)
+	c.fills[dgst] = f
+	c.mu.Unlock()
+	go c.runFill(f)
+	return f, nil
+}
+
+// confirmJoin checks that the upstream serves dgst in repo too before a client of
+// repo shares a fill made for another repository, and links it there.
+func (c *Cache) confirmJoin(ctx context.Context, f *fill, repo string) error {
+	if _, err := c.up.HeadBlob(ctx, repo, f.dgst); err != nil {
+		f.release()
+		return err
+	}
+	if err := c.store.LinkLayer(ctx, repo, f.dgst); err != nil {
+		f.release()
+		return err
+	}
+	return nil
+}
+
+// awaitFill waits until the upstream answered, then hands the fill out as a Blob.
+func (c *Cache) awaitFill(ctx context.Context, f *fill) (*Blob, error) {
+	select {
+	case <-f.ready:
+	case <-ctx.Done():
+		f.release()
+		return nil, ctx.Err()
+	}
+	f.mu.Lock()
+	size, err := f.size, f.err
+	f.mu.Unlock()
+	if err != nil {
+		f.release()
+		return nil, err
+	}
+	return &Blob{Digest: f.dgst, Source: Miss, size: size, fill: f}, nil
+}
+
+// runFill fetches the blob upstream into the spool, verifies and commits it. It runs
+// on the cache's context, not a client's: a client that leaves does not stop it.
+func (c *Cache) runFill(f *fill) {
+	defer f.release()
+	log := c.log.WithField("digest", f.dgst).WithField("repo", f.repo)
+	err := c.fetchInto(f)
+	if err == nil {
+		err = c.store.CommitBlob(c.ctx, f.file, f.dgst)
+	}
+	if err == nil {
+		err = c.store.LinkLayer(c.ctx, f.repo, f.dgst)
+	}
+	if err != nil {
+		c.store.DiscardSpool(f.file)
+		log.WithError(err).Warn("blob fill failed; nothing stored")
+	}
+	f.finish(err)
+	c.mu.Lock()
+	delete(c.fills, f.dgst)
+	c.mu.Unlock()
+}
+
+func (c *Cache) fetchInto(f *fill) error {
+	body, size, err := c.up.GetBlob(c.ctx, f.repo, f.dgst)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	f.start(size)
+	return f.copyFrom(body, size)
+}
+
+// fillReader reads a fill sequentially from off to end.
+type fillReader struct {
+	ctx      context.Context
+	f        *fill
+	off, end int64
+}
+
+func (r *fillReader) Read(p []byte) (int, error) {
+	if r.off >= r.end {
+		return 0, io.EOF
+	}
+	if rest := r.end - r.off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := r.f.ReadAt(r.ctx, p, r.off)
+	r.off += int64(n)
+	return n, err
+}
+
+// WriteTo copies with a large buffer; io.Copy prefers it over Read.
+func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Filling reports whether a fill of dgst is in progress.
+func (c *Cache) Filling(dgst digest.Digest) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.fills[dgst]
+	return ok
+}

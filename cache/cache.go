@@ -1,0 +1,105 @@
+// Package cache is the pull-through cache: it answers manifest and blob reads from
+// local storage and fills misses from one upstream registry, verifying every byte
+// against its digest before it is committed or completely handed out.
+//
+// It knows nothing of HTTP serving; package proxy turns its results into responses.
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/ocimirror/proxy/storage"
+	"github.com/ocimirror/proxy/upstream"
+)
+
+// Source says where a response came from; it ends up in the request log.
+type Source string
+
+const (
+	Hit   Source = "hit"   // local storage, revalidated or immutable
+	Miss  Source = "miss"  // fetched from the upstream now
+	Stale Source = "stale" // local copy served because the upstream failed
+)
+
+// ErrDigestMismatch reports upstream content that does not hash to its digest.
+var ErrDigestMismatch = errors.New("upstream content does not match its digest")
+
+// ErrSizeMismatch reports an upstream body longer or shorter than it declared.
+var ErrSizeMismatch = errors.New("upstream body size does not match its length")
+
+// Cache is a pull-through cache of one upstream registry.
+type Cache struct {
+	store *storage.Store
+	up    *upstream.Client
+	log   *logrus.Entry
+
+	tagFreshness time.Duration
+	fresh        sync.Map // repo:tag:accept -> time.Time of the last revalidation
+
+	flights singleflight.Group // manifest fetches and tag revalidations
+
+	mu    sync.Mutex
+	fills map[digest.Digest]*fill
+
+	ctx    context.Context // lifetime of fills: they outlive the request that started them
+	cancel context.CancelFunc
+}
+
+// Option configures a Cache.
+type Option func(*Cache)
+
+// WithLogger sets the logger for fills and stale answers.
+func WithLogger(l *logrus.Entry) Option { return func(c *Cache) { c.log = l } }
+
+// WithTagFreshness skips the upstream revalidation of a tag checked less than d ago.
+// Zero (the default) revalidates every request, coalescing concurrent ones.
+func WithTagFreshness(d time.Duration) Option { return func(c *Cache) { c.tagFreshness = d } }
+
+// New returns a cache of up stored in store. Close stops fills in progress.
+func New(store *storage.Store, up *upstream.Client, opts ...Option) *Cache {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cache{
+		store:  store,
+		up:     up,
+		log:    logrus.NewEntry(logrus.StandardLogger()),
+		fills:  make(map[digest.Digest]*fill),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Close cancels fills in progress; their clients see a cut transfer.
+func (c *Cache) Close() { c.cancel() }
+
+// Upstream returns the upstream client the cache fills from.
+func (c *Cache) Upstream() *upstream.Client { return c.up }
+
+// shared runs fn once for all concurrent callers with the same key. fn runs on a
+// context detached from any one caller, so a client that goes away does not fail
+// the others; each caller still stops waiting when its own ctx ends.
+func shared[T any](ctx context.Context, c *Cache, key string, fn func(context.Context) (T, error)) (T, error) {
+	ch := c.flights.DoChan(key, func() (any, error) {
+		return fn(context.WithoutCancel(ctx))
+	})
+	var zero T
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}

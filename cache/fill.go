@@ -1,0 +1,172 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// fill is the one upstream fetch of a blob into a spool file, shared by every client
+// that asks for the blob while it runs. Clients read the spool as it grows, but the
+// last byte is held back until the whole blob hashed to its digest: a client never
+// receives a complete response of unverified bytes.
+type fill struct {
+	dgst  digest.Digest
+	repo  string   // the repository the upstream fetch is made in
+	file  *os.File // the spool; read with ReadAt, valid after commit renames it
+	ready chan struct{}
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change below
+	size    int64         // declared by the upstream; -1 while unknown
+	written int64
+	done    bool  // verified and committed
+	err     error // the fill failed; no further bytes
+	refs    int   // the runner and every open Blob; the file closes at zero
+}
+
+func newFill(dgst digest.Digest, repo string, file *os.File) *fill {
+	return &fill{
+		dgst: dgst, repo: repo, file: file,
+		ready:   make(chan struct{}),
+		changed: make(chan struct{}),
+		size:    -1,
+		refs:    2, // the runner and the client that started it
+	}
+}
+
+// notify wakes every waiting reader; f.mu must be held.
+func (f *fill) notify() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// start records the size the upstream declared and lets clients begin.
+func (f *fill) start(size int64) {
+	f.mu.Lock()
+	f.size = size
+	f.mu.Unlock()
+	close(f.ready)
+}
+
+func (f *fill) advance(n int) {
+	f.mu.Lock()
+	f.written += int64(n)
+	f.notify()
+	f.mu.Unlock()
+}
+
+// finish ends the fill: err nil means verified and committed.
+func (f *fill) finish(err error) {
+	f.mu.Lock()
+	if err != nil {
+		f.err = err
+	} else {
+		f.done = true
+		f.size = f.written
+	}
+	f.notify()
+	f.mu.Unlock()
+	select { // only the runner calls start and finish, so this cannot race
+	case <-f.ready:
+	default:
+		close(f.ready)
+	}
+}
+
+func (f *fill) acquire() {
+	f.mu.Lock()
+	f.refs++
+	f.mu.Unlock()
+}
+
+func (f *fill) release() {
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.mu.Unlock()
+	if last {
+		_ = f.file.Close()
+	}
+}
+
+// readable is how many bytes clients may have now; f.mu must be held.
+func (f *fill) readable() int64 {
+	if f.done {
+		return f.written
+	}
+	n := f.written - 1
+	if f.size >= 0 {
+		n = min(f.written, f.size-1)
+	}
+	return max(n, 0)
+}
+
+// ReadAt reads from the spool at off, waiting for the bytes to arrive. It returns
+// io.EOF at the end of a verified blob and the fill's error if it failed.
+func (f *fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	for {
+		f.mu.Lock()
+		avail, done, err, changed := f.readable(), f.done, f.err, f.changed
+		f.mu.Unlock()
+		switch {
+		case err != nil:
+			return 0, err
+		case off < avail:
+			n, rerr := f.file.ReadAt(p[:min(int64(len(p)), avail-off)], off)
+			if rerr == io.EOF && n > 0 {
+				rerr = nil
+			}
+			return n, rerr
+		case done:
+			return 0, io.EOF
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// copyFrom copies the upstream body into the spool, hashing as it goes, and checks
+// length and digest at the end.
+func (f *fill) copyFrom(body io.Reader, size int64) error {
+	h := f.dgst.Algorithm().Hash()
+	buf := make([]byte, 256<<10)
+	var written int64
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if size >= 0 && written+int64(n) > size {
+				return fmt.Errorf("blob %s: more than the %d bytes declared: %w", f.dgst, size, ErrSizeMismatch)
+			}
+			if _, err := f.file.Write(buf[:n]); err != nil {
+				return fmt.Errorf("blob %s: write spool: %w", f.dgst, err)
+			}
+			h.Write(buf[:n])
+			written += int64(n)
+			f.advance(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("blob %s: read upstream after %d bytes: %w", f.dgst, written, rerr)
+		}
+	}
+	if size >= 0 && written != size {
+		return fmt.Errorf("blob %s: %d of %d bytes: %w", f.dgst, written, size, ErrSizeMismatch)
+	}
+	if got := digest.NewDigest(f.dgst.Algorithm(), h); got != f.dgst {
+		return fmt.Errorf("blob %s: body hashes to %s: %w", f.dgst, got, ErrDigestMismatch)
+	}
+	if err := f.file.Sync(); err != nil {
+		return fmt.Errorf("blob %s: sync spool: %w", f.dgst, err)
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+// Command proxy is an OCI pull-through caching registry proxy (a registry mirror).
+//
+//	proxy serve [CONFIG]   run the mirror (embedded default config without CONFIG)
+//	proxy version          print the version
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes: 2 is a usage or configuration error, 1 a failure at run time.
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitConfig
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	case "help", "-h", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "proxy: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitConfig
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: proxy <command> [arguments]
+
+commands:
+  serve [CONFIG]     run the registry mirror; without CONFIG, the embedded default
+                     (listen :5000, storage ./data, upstream Docker Hub)
+                     --config CONFIG works too; REGISTRY_* variables override keys
+  version            print the version
+`)
+}
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+	}
+	return "proxy " + v
+}

@@ -1,0 +1,169 @@
+//go:build e2e
+
+// Package e2e drives the built proxy binary with real clients over loopback.
+// Run with: go test -tags e2e ./e2e/ (needs crane on PATH; .ci/test installs it).
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ocimirror/proxy/internal/testregistry"
+)
+
+// buildProxy builds cmd/proxy into a temp dir.
+func buildProxy(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "proxy")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/proxy")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startProxy runs the binary with a config pointing at upstream and waits until
+// it answers /v2/.
+func startProxy(t *testing.T, bin, upstreamURL string) (string, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := fmt.Sprintf(`version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: %s
+http:
+  addr: %s
+proxy:
+  remoteurl: %s
+`, filepath.Join(dir, "data"), addr, upstreamURL)
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "serve", cfgPath)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return addr, cmd, &logs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("proxy did not start:\n%s", logs.String())
+	return "", nil, nil
+}
+
+func crane(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("crane", append(args, "--insecure")...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("crane %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestCranePullThroughBinary(t *testing.T) {
+	if _, err := exec.LookPath("crane"); err != nil {
+		t.Fatal("crane not on PATH: go install github.com/google/go-containerregistry/cmd/crane@v0.22.1")
+	}
+	reg := testregistry.Start(t)
+	img := reg.PushRandom(t, "e2e/app:v1", 2<<20, 3)
+	want, _ := img.Digest()
+	bin := buildProxy(t)
+	addr, cmd, logs := startProxy(t, bin, reg.URL)
+
+	ref := addr + "/e2e/app:v1"
+	if got := crane(t, "digest", ref); got != want.String() {
+		t.Fatalf("crane digest through the proxy = %s, want %s", got, want)
+	}
+	out := filepath.Join(t.TempDir(), "img.tar")
+	crane(t, "pull", ref, out) // cold
+	cold := reg.Count("GET", "blobs")
+	if cold != 4 {
+		t.Fatalf("cold pull: %d upstream blob GETs, want 4", cold)
+	}
+	crane(t, "pull", ref, out) // warm
+	if n := reg.Count("GET", "blobs"); n != cold {
+		t.Fatalf("warm pull made %d upstream blob GETs, want 0", n-cold)
+	}
+	if !strings.Contains(logs.String(), "cache=hit") {
+		t.Fatalf("access log has no cache=hit line:\n%s", logs.String())
+	}
+
+	// SIGTERM stops it cleanly.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy did not stop within 10s of SIGTERM")
+	}
+}
+
+func TestConfigErrorsExit2(t *testing.T) {
+	bin := buildProxy(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(bad, []byte("version: 0.1\nproxy:\n  remoteur: https://x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"unknown key", []string{"serve", bad}, nil, "proxy.remoteur"},
+		{"bad env value", []string{"serve"}, []string{"REGISTRY_PROXY_TTL=7days"}, "proxy.ttl"},
+		{"unknown command", []string{"frobnicate"}, nil, "unknown command"},
+	}
+	for _, tc := range cases {
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Env = append(os.Environ(), tc.env...)
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%s: err %v, output %q; want exit 2 naming %q", tc.name, err, out, tc.want)
+		}
+	}
+	out, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "proxy ") {
+		t.Fatalf("version: %v %q", err, out)
+	}
+}

@@ -191,10 +191,12 @@ func (c *Cache) awaitFill(ctx context.Context, f *fill) (*Blob, error) {
 
 // runFill fetches the blob upstream into the spool, verifies and commits it. It runs
 // on the cache's context, not a client's: a client that leaves does not stop it.
+// Clients get the last byte as soon as the digest matched; the commit (a sync
+// and a rename) follows, so its cost is not theirs to wait for.
 func (c *Cache) runFill(f *fill) {
 	defer f.release()
-	log := c.log.WithField("digest", f.dgst).WithField("repo", f.repo)
 	err := c.fetchInto(f)
+	f.finish(err)
 	if err == nil {
 		err = c.store.CommitBlob(c.ctx, f.file, f.dgst)
 	}
@@ -203,9 +205,9 @@ func (c *Cache) runFill(f *fill) {
 	}
 	if err != nil {
 		c.store.DiscardSpool(f.file)
-		log.WithError(err).Warn("blob fill failed; nothing stored")
+		c.log.WithError(err).WithField("digest", f.dgst).WithField("repo", f.repo).
+			Warn("blob fill failed; nothing stored")
 	}
-	f.finish(err)
 	c.mu.Lock()
 	delete(c.fills, f.dgst)
 	c.mu.Unlock()

@@ -24,7 +24,7 @@ type fill struct {
 	changed chan struct{} // closed and replaced on every change below
 	size    int64         // declared by the upstream; -1 while unknown
 	written int64
-	done    bool  // verified and committed
+	done    bool  // every byte arrived and the digest matched
 	err     error // the fill failed; no further bytes
 	refs    int   // the runner and every open Blob; the file closes at zero
 }
@@ -60,7 +60,8 @@ func (f *fill) advance(n int) {
 	f.mu.Unlock()
 }
 
-// finish ends the fill: err nil means verified and committed.
+// finish ends the transfer: err nil means every byte arrived and verified, and
+// clients may have the last byte. Committing to storage happens after.
 func (f *fill) finish(err error) {
 	f.mu.Lock()
 	if err != nil {
@@ -164,9 +165,6 @@ func (f *fill) copyFrom(body io.Reader, size int64) error {
 	}
 	if got := digest.NewDigest(f.dgst.Algorithm(), h); got != f.dgst {
 		return fmt.Errorf("blob %s: body hashes to %s: %w", f.dgst, got, ErrDigestMismatch)
-	}
-	if err := f.file.Sync(); err != nil {
-		return fmt.Errorf("blob %s: sync spool: %w", f.dgst, err)
 	}
 	return nil
 }

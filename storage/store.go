@@ -89,11 +89,15 @@ func (s *Store) DiscardSpool(f *os.File) {
 	_ = os.Remove(f.Name())
 }
 
-// CommitBlob moves a verified spool file into place as the blob dgst. The file stays
-// open for its readers; only its name changes.
+// CommitBlob syncs a verified spool file and moves it into place as the blob dgst.
+// The file stays open for its readers; only its name changes.
 func (s *Store) CommitBlob(ctx context.Context, spool *os.File, dgst digest.Digest) error {
 	dst := blobDataPath(dgst)
 	if s.spoolInRoot {
+		// Durable before visible: after a power cut the blob is whole or absent.
+		if err := spool.Sync(); err != nil {
+			return fmt.Errorf("commit blob %s: sync: %w", dgst, err)
+		}
 		src := spoolRoot + "/" + filepath.Base(spool.Name())
 		if err := s.d.Move(ctx, src, dst); err != nil {
 			return fmt.Errorf("commit blob %s: %w", dgst, err)

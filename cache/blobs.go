@@ -152,6 +152,7 @@ func (c *Cache) joinFill(ctx context.Context, repo string, dgst digest.Digest) (
 	}
 	f := newFill(dgst, repo, spool)
 	c.fills[dgst] = f
+	c.running.Add(1)
 	c.mu.Unlock()
 	go c.runFill(f)
 	return f, nil
@@ -194,6 +195,7 @@ func (c *Cache) awaitFill(ctx context.Context, f *fill) (*Blob, error) {
 // Clients get the last byte as soon as the digest matched; the commit (a sync
 // and a rename) follows, so its cost is not theirs to wait for.
 func (c *Cache) runFill(f *fill) {
+	defer c.running.Done()
 	defer f.release()
 	err := c.fetchInto(f)
 	f.finish(err)

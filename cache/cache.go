@@ -45,8 +45,9 @@ type Cache struct {
 
 	flights singleflight.Group // manifest fetches and tag revalidations
 
-	mu    sync.Mutex
-	fills map[digest.Digest]*fill
+	mu      sync.Mutex
+	fills   map[digest.Digest]*fill
+	running sync.WaitGroup // fill goroutines
 
 	ctx    context.Context // lifetime of fills: they outlive the request that started them
 	cancel context.CancelFunc
@@ -79,8 +80,12 @@ func New(store *storage.Store, up *upstream.Client, opts ...Option) *Cache {
 	return c
 }
 
-// Close cancels fills in progress; their clients see a cut transfer.
-func (c *Cache) Close() { c.cancel() }
+// Close cancels fills in progress (their clients see a cut transfer) and waits
+// until they have cleaned up.
+func (c *Cache) Close() {
+	c.cancel()
+	c.running.Wait()
+}
 
 // Upstream returns the upstream client the cache fills from.
 func (c *Cache) Upstream() *upstream.Client { return c.up }

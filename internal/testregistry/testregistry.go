@@ -56,7 +56,7 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	cfg := &configuration.Configuration{}
 	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
 	cfg.Storage["delete"] = configuration.Parameters{"enabled": true}
-	cfg.Log.Level = "error"
+	cfg.Log.Level = "panic" // its 404s are expected here, not news
 	cfg.Log.AccessLog.Disabled = true
 	logrus.SetLevel(logrus.ErrorLevel)
 	r := &Registry{
@@ -144,7 +144,7 @@ func (r *Registry) token(w http.ResponseWriter, req *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"token": tok, "expires_in": 300})
 }
 
-// Auth returns credentials for pushing to the registry.
+// auth returns credentials for pushing to the registry.
 func (r *Registry) auth() authn.Authenticator {
 	if r.user == "" {
 		return authn.Anonymous

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
@@ -62,8 +65,17 @@ proxy:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	cmd, logs := runProxy(t, addr, nil, bin, "serve", cfgPath)
+	return addr, cmd, logs
+}
+
+// runProxy starts the binary with args and extra environment, and waits until
+// addr answers /v2/.
+func runProxy(t *testing.T, addr string, env []string, bin string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
 	var logs bytes.Buffer
-	cmd := exec.Command(bin, "serve", cfgPath)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -74,12 +86,12 @@ proxy:
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			return addr, cmd, &logs
+			return cmd, &logs
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("proxy did not start:\n%s", logs.String())
-	return "", nil, nil
+	return nil, nil
 }
 
 func crane(t *testing.T, args ...string) string {
@@ -165,5 +177,66 @@ func TestConfigErrorsExit2(t *testing.T) {
 	out, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "proxy ") {
 		t.Fatalf("version: %v %q", err, out)
+	}
+}
+
+// TestShippedConfigsRun: the embedded default and config.example.yml start as
+// they are (with the address, storage and upstream moved by REGISTRY_* variables).
+func TestShippedConfigsRun(t *testing.T) {
+	reg := testregistry.Start(t)
+	img := reg.PushRandom(t, "shipped/app:v1", 1024, 1)
+	want, _ := img.Digest()
+	bin := buildProxy(t)
+	for _, args := range [][]string{{"serve"}, {"serve", "../config.example.yml"}, {"serve", "--config", "../config.example.yml"}} {
+		addr := freeAddr(t)
+		env := []string{"REGISTRY_HTTP_ADDR=" + addr, "REGISTRY_PROXY_REMOTEURL=" + reg.URL,
+			"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=" + t.TempDir()}
+		cmd, logs := runProxy(t, addr, env, bin, args...)
+		if got := crane(t, "digest", addr+"/shipped/app:v1"); got != want.String() {
+			t.Fatalf("%v: digest %s, want %s\n%s", args, got, want, logs)
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+}
+
+// TestSkopeoCopyThroughBinary: skopeo copies a single image and a multi-platform
+// index (--all) through the proxy, digests preserved.
+func TestSkopeoCopyThroughBinary(t *testing.T) {
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Fatal("skopeo not on PATH: apt-get install -y skopeo")
+	}
+	reg := testregistry.Start(t)
+	img := reg.PushRandom(t, "sk/app:v1", 100_000, 2)
+	idx, err := random.Index(50_000, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.PushIndex(t, "sk/multi:v1", idx)
+	bin := buildProxy(t)
+	addr, _, logs := startProxy(t, bin, reg.URL)
+
+	for _, tc := range []struct {
+		ref  string
+		want func() (v1.Hash, error)
+		all  bool
+	}{
+		{"sk/app:v1", img.Digest, false},
+		{"sk/multi:v1", idx.Digest, true},
+	} {
+		want, _ := tc.want()
+		dir := t.TempDir()
+		args := []string{"--insecure-policy", "copy", "--src-tls-verify=false", "--preserve-digests"}
+		if tc.all {
+			args = append(args, "--all")
+		}
+		args = append(args, "docker://"+addr+"/"+tc.ref, "oci:"+dir+":v1")
+		if out, err := exec.Command("skopeo", args...).CombinedOutput(); err != nil {
+			t.Fatalf("skopeo %v: %v\n%s\n%s", args, err, out, logs)
+		}
+		index, err := os.ReadFile(filepath.Join(dir, "index.json"))
+		if err != nil || !strings.Contains(string(index), want.String()) {
+			t.Fatalf("%s: oci layout index %s does not name %s (%v)", tc.ref, index, want, err)
+		}
 	}
 }

@@ -68,7 +68,9 @@ func (c *Cache) manifestByTag(ctx context.Context, repo, tag string, accept []st
 	case desc.Digest == "":
 		return c.fetchTag(ctx, repo, tag, accept)
 	}
-	c.fresh.Store(key, time.Now())
+	if c.tagFreshness > 0 {
+		c.fresh.Store(key, time.Now())
+	}
 	if m, err := c.localManifest(ctx, repo, desc.Digest, Hit); err == nil {
 		if desc.Digest != local {
 			return m, c.store.Tag(ctx, repo, tag, desc.Digest)

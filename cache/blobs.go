@@ -71,7 +71,7 @@ func (b *Blob) Close() error {
 // Blob opens the blob dgst of the repository name as the client named it: from
 // local storage, else from a fill that it starts or joins.
 func (c *Cache) Blob(ctx context.Context, name string, dgst digest.Digest) (*Blob, error) {
-	repo := c.up.RepoName(name)
+	repo := c.repository(name)
 	for range 2 { // a fill may commit between our local lookup and the join
 		b, err := c.localBlob(ctx, repo, dgst)
 		if !errors.Is(err, storage.ErrNotFound) {
@@ -92,13 +92,13 @@ func (c *Cache) Blob(ctx context.Context, name string, dgst digest.Digest) (*Blo
 // StatBlob returns the size of the blob dgst for a HEAD, asking the upstream when
 // the blob is not stored for this repository.
 func (c *Cache) StatBlob(ctx context.Context, name string, dgst digest.Digest) (int64, Source, error) {
-	repo := c.up.RepoName(name)
-	if c.store.HasLayer(ctx, repo, dgst) {
+	repo := c.repository(name)
+	if c.store.HasLayer(ctx, repo.local, dgst) {
 		if info, err := c.store.StatBlob(ctx, dgst); err == nil {
 			return info.Size, Hit, nil
 		}
 	}
-	desc, err := c.up.HeadBlob(ctx, repo, dgst)
+	desc, err := c.up.HeadBlob(ctx, repo.up, dgst)
 	if err != nil {
 		return -1, Miss, err
 	}
@@ -108,15 +108,15 @@ func (c *Cache) StatBlob(ctx context.Context, name string, dgst digest.Digest) (
 // localBlob opens a stored blob. A blob stored for another repository is linked
 // into this one only when the upstream confirms this repository has it, so the
 // cache never hands out content the upstream would not.
-func (c *Cache) localBlob(ctx context.Context, repo string, dgst digest.Digest) (*Blob, error) {
-	if !c.store.HasLayer(ctx, repo, dgst) {
+func (c *Cache) localBlob(ctx context.Context, repo repository, dgst digest.Digest) (*Blob, error) {
+	if !c.store.HasLayer(ctx, repo.local, dgst) {
 		if _, err := c.store.StatBlob(ctx, dgst); err != nil {
 			return nil, err
 		}
-		if _, err := c.up.HeadBlob(ctx, repo, dgst); err != nil {
+		if _, err := c.up.HeadBlob(ctx, repo.up, dgst); err != nil {
 			return nil, err
 		}
-		if err := c.store.LinkLayer(ctx, repo, dgst); err != nil {
+		if err := c.store.LinkLayer(ctx, repo.local, dgst); err != nil {
 			return nil, err
 		}
 	}
@@ -131,7 +131,7 @@ var errCommitted = errors.New("blob committed meanwhile")
 
 // joinFill returns the fill of dgst in progress, or starts one. The caller holds a
 // reference to the fill and must release it.
-func (c *Cache) joinFill(ctx context.Context, repo string, dgst digest.Digest) (*fill, error) {
+func (c *Cache) joinFill(ctx context.Context, repo repository, dgst digest.Digest) (*fill, error) {
 	c.mu.Lock()
 	if f, ok := c.fills[dgst]; ok {
 		f.acquire()
@@ -160,12 +160,12 @@ func (c *Cache) joinFill(ctx context.Context, repo string, dgst digest.Digest) (
 
 // confirmJoin checks that the upstream serves dgst in repo too before a client of
 // repo shares a fill made for another repository, and links it there.
-func (c *Cache) confirmJoin(ctx context.Context, f *fill, repo string) error {
-	if _, err := c.up.HeadBlob(ctx, repo, f.dgst); err != nil {
+func (c *Cache) confirmJoin(ctx context.Context, f *fill, repo repository) error {
+	if _, err := c.up.HeadBlob(ctx, repo.up, f.dgst); err != nil {
 		f.release()
 		return err
 	}
-	if err := c.store.LinkLayer(ctx, repo, f.dgst); err != nil {
+	if err := c.store.LinkLayer(ctx, repo.local, f.dgst); err != nil {
 		f.release()
 		return err
 	}
@@ -203,11 +203,11 @@ func (c *Cache) runFill(f *fill) {
 		err = c.store.CommitBlob(c.ctx, f.file, f.dgst)
 	}
 	if err == nil {
-		err = c.store.LinkLayer(c.ctx, f.repo, f.dgst)
+		err = c.store.LinkLayer(c.ctx, f.repo.local, f.dgst)
 	}
 	if err != nil {
 		c.store.DiscardSpool(f.file)
-		c.log.WithError(err).WithField("digest", f.dgst).WithField("repo", f.repo).
+		c.log.WithError(err).WithField("digest", f.dgst).WithField("repo", f.repo.local).
 			Warn("blob fill failed; nothing stored")
 	}
 	c.mu.Lock()
@@ -216,7 +216,7 @@ func (c *Cache) runFill(f *fill) {
 }
 
 func (c *Cache) fetchInto(f *fill) error {
-	body, size, err := c.up.GetBlob(c.ctx, f.repo, f.dgst)
+	body, size, err := c.up.GetBlob(c.ctx, f.repo.up, f.dgst)
 	if err != nil {
 		return err
 	}

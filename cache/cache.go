@@ -40,6 +40,7 @@ type Cache struct {
 	up    *upstream.Client
 	log   *logrus.Entry
 
+	namespace    string // prefix of local repository names; "" for the default upstream
 	tagFreshness time.Duration
 	fresh        sync.Map // repo:tag:accept -> time.Time of the last revalidation
 
@@ -62,6 +63,11 @@ func WithLogger(l *logrus.Entry) Option { return func(c *Cache) { c.log = l } }
 // WithTagFreshness skips the upstream revalidation of a tag checked less than d ago.
 // Zero (the default) revalidates every request, coalescing concurrent ones.
 func WithTagFreshness(d time.Duration) Option { return func(c *Cache) { c.tagFreshness = d } }
+
+// WithNamespace stores this upstream's repositories under prefix/ (its registry
+// host), so equal names of different upstreams never share tags or links. The
+// default upstream has none: its layout is registry:2's.
+func WithNamespace(prefix string) Option { return func(c *Cache) { c.namespace = prefix } }
 
 // New returns a cache of up stored in store. Close stops fills in progress.
 func New(store *storage.Store, up *upstream.Client, opts ...Option) *Cache {
@@ -107,4 +113,16 @@ func shared[T any](ctx context.Context, c *Cache, key string, fn func(context.Co
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}
+}
+
+// repository names one repository twice: as the upstream knows it, and as the
+// store keeps it (under the cache's namespace, so upstreams never mix).
+type repository struct{ up, local string }
+
+func (c *Cache) repository(name string) repository {
+	up := c.up.RepoName(name)
+	if c.namespace == "" {
+		return repository{up: up, local: up}
+	}
+	return repository{up: up, local: c.namespace + "/" + up}
 }

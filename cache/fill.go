@@ -16,7 +16,7 @@ import (
 // receives a complete response of unverified bytes.
 type fill struct {
 	dgst  digest.Digest
-	repo  string   // the repository the upstream fetch is made in
+	repo  repository // the repository the upstream fetch is made in
 	file  *os.File // the spool; read with ReadAt, valid after commit renames it
 	ready chan struct{}
 
@@ -29,7 +29,7 @@ type fill struct {
 	refs    int   // the runner and every open Blob; the file closes at zero
 }
 
-func newFill(dgst digest.Digest, repo string, file *os.File) *fill {
+func newFill(dgst digest.Digest, repo repository, file *os.File) *fill {
 	return &fill{
 		dgst: dgst, repo: repo, file: file,
 		ready:   make(chan struct{}),

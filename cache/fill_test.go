@@ -47,7 +47,7 @@ func TestFillReadAtWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	content := []byte("0123456789")
-	f := newFill(digest.FromBytes(content), "repo", spool)
+	f := newFill(digest.FromBytes(content), repository{"repo", "repo"}, spool)
 	f.start(int64(len(content)))
 
 	got := make(chan []byte, 1)
@@ -79,14 +79,14 @@ func TestFillReadAtWaits(t *testing.T) {
 		t.Fatalf("at the end: %v, want EOF", err)
 	}
 
-	failed := newFill(digest.FromBytes(content), "repo", spool)
+	failed := newFill(digest.FromBytes(content), repository{"repo", "repo"}, spool)
 	failed.finish(ErrDigestMismatch)
 	if _, err := failed.ReadAt(context.Background(), buf, 0); !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("failed fill: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	waiting := newFill(digest.FromBytes(content), "repo", spool)
+	waiting := newFill(digest.FromBytes(content), repository{"repo", "repo"}, spool)
 	if _, err := waiting.ReadAt(ctx, buf, 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled reader: %v", err)
 	}

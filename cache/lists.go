@@ -31,7 +31,7 @@ type Page struct {
 // Tags lists the tags of name: the upstream's list, or the cached tags when the
 // upstream is unavailable.
 func (c *Cache) Tags(ctx context.Context, name string, n int, last string) (Page, error) {
-	repo := c.up.RepoName(name)
+	repo := c.repository(name)
 	q := url.Values{}
 	if n > 0 {
 		q.Set("n", strconv.Itoa(n))
@@ -39,13 +39,13 @@ func (c *Cache) Tags(ctx context.Context, name string, n int, last string) (Page
 	if last != "" {
 		q.Set("last", last)
 	}
-	resp, err := c.up.Get(ctx, repo, "tags/list", q, nil)
+	resp, err := c.up.Get(ctx, repo.up, "tags/list", q, nil)
 	if upstream.IsUnavailable(err) {
-		tags, lerr := c.store.Tags(ctx, repo)
+		tags, lerr := c.store.Tags(ctx, repo.local)
 		if lerr != nil {
 			return Page{}, err
 		}
-		c.log.WithError(err).WithField("repo", repo).Warn("upstream unavailable, listing cached tags")
+		c.log.WithError(err).WithField("repo", repo.local).Warn("upstream unavailable, listing cached tags")
 		p := paginate(tags, n, last)
 		p.Source = Stale
 		return p, nil
@@ -58,7 +58,7 @@ func (c *Cache) Tags(ctx context.Context, name string, n int, last string) (Page
 		Tags []string `json:"tags"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxListBody)).Decode(&list); err != nil {
-		return Page{}, fmt.Errorf("tags of %s: decode upstream answer: %w", repo, err)
+		return Page{}, fmt.Errorf("tags of %s: decode upstream answer: %w", repo.local, err)
 	}
 	return Page{Items: list.Tags, More: resp.Header.Get("Link") != "", Source: Miss}, nil
 }
@@ -99,23 +99,23 @@ type Referrers struct {
 // Referrers passes the referrers list of name@dgst through from the upstream,
 // applying the artifactType filter itself when the upstream did not.
 func (c *Cache) Referrers(ctx context.Context, name string, dgst digest.Digest, artifactType string) (*Referrers, error) {
-	repo := c.up.RepoName(name)
+	repo := c.repository(name)
 	q := url.Values{}
 	if artifactType != "" {
 		q.Set("artifactType", artifactType)
 	}
 	h := http.Header{"Accept": {v1.MediaTypeImageIndex}}
-	resp, err := c.up.Get(ctx, repo, "referrers/"+dgst.String(), q, h)
+	resp, err := c.up.Get(ctx, repo.up, "referrers/"+dgst.String(), q, h)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("referrers of %s@%s: %w", repo, dgst, err)
+		return nil, fmt.Errorf("referrers of %s@%s: %w", repo.local, dgst, err)
 	}
 	if len(body) > maxListBody {
-		return nil, fmt.Errorf("referrers of %s@%s: answer over %d bytes", repo, dgst, maxListBody)
+		return nil, fmt.Errorf("referrers of %s@%s: answer over %d bytes", repo.local, dgst, maxListBody)
 	}
 	r := &Referrers{Body: body}
 	if artifactType == "" {

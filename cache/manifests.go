@@ -24,43 +24,43 @@ type Manifest struct {
 // Manifest returns the manifest ref (a tag or a digest) of the repository name as
 // the client named it. accept is the client's Accept list, passed upstream.
 func (c *Cache) Manifest(ctx context.Context, name, ref string, accept []string) (*Manifest, error) {
-	repo := c.up.RepoName(name)
+	repo := c.repository(name)
 	if dgst, err := digest.Parse(ref); err == nil {
 		return c.manifestByDigest(ctx, repo, dgst, accept)
 	}
 	return c.manifestByTag(ctx, repo, ref, accept)
 }
 
-func (c *Cache) manifestByDigest(ctx context.Context, repo string, dgst digest.Digest, accept []string) (*Manifest, error) {
+func (c *Cache) manifestByDigest(ctx context.Context, repo repository, dgst digest.Digest, accept []string) (*Manifest, error) {
 	if m, err := c.localManifest(ctx, repo, dgst, Hit); err == nil {
 		return m, nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
-	return shared(ctx, c, "digest "+repo+"@"+dgst.String(), func(ctx context.Context) (*Manifest, error) {
+	return shared(ctx, c, "digest "+repo.local+"@"+dgst.String(), func(ctx context.Context) (*Manifest, error) {
 		return c.fetchManifest(ctx, repo, dgst.String(), dgst, accept)
 	})
 }
 
-func (c *Cache) manifestByTag(ctx context.Context, repo, tag string, accept []string) (*Manifest, error) {
-	local, err := c.store.ResolveTag(ctx, repo, tag)
+func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, accept []string) (*Manifest, error) {
+	local, err := c.store.ResolveTag(ctx, repo.local, tag)
 	if errors.Is(err, storage.ErrNotFound) {
 		return c.fetchTag(ctx, repo, tag, accept)
 	} else if err != nil {
 		return nil, err
 	}
-	key := repo + ":" + tag + " " + strings.Join(accept, ",")
+	key := repo.local + ":" + tag + " " + strings.Join(accept, ",")
 	if c.isFresh(key) {
 		if m, err := c.localManifest(ctx, repo, local, Hit); err == nil {
 			return m, nil
 		}
 	}
 	desc, err := shared(ctx, c, "head "+key, func(ctx context.Context) (upstream.Descriptor, error) {
-		return c.up.HeadManifest(ctx, repo, tag, accept)
+		return c.up.HeadManifest(ctx, repo.up, tag, accept)
 	})
 	switch {
 	case upstream.IsUnavailable(err):
-		c.log.WithError(err).WithField("repo", repo).WithField("tag", tag).
+		c.log.WithError(err).WithField("repo", repo.local).WithField("tag", tag).
 			Warn("upstream unavailable, serving cached manifest")
 		return c.localManifest(ctx, repo, local, Stale)
 	case err != nil:
@@ -73,17 +73,17 @@ func (c *Cache) manifestByTag(ctx context.Context, repo, tag string, accept []st
 	}
 	if m, err := c.localManifest(ctx, repo, desc.Digest, Hit); err == nil {
 		if desc.Digest != local {
-			return m, c.store.Tag(ctx, repo, tag, desc.Digest)
+			return m, c.store.Tag(ctx, repo.local, tag, desc.Digest)
 		}
 		return m, nil
 	}
-	m, err := shared(ctx, c, "digest "+repo+"@"+desc.Digest.String(), func(ctx context.Context) (*Manifest, error) {
+	m, err := shared(ctx, c, "digest "+repo.local+"@"+desc.Digest.String(), func(ctx context.Context) (*Manifest, error) {
 		return c.fetchManifest(ctx, repo, desc.Digest.String(), desc.Digest, accept)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return m, c.store.Tag(ctx, repo, tag, m.Digest)
+	return m, c.store.Tag(ctx, repo.local, tag, m.Digest)
 }
 
 func (c *Cache) isFresh(key string) bool {
@@ -96,20 +96,20 @@ func (c *Cache) isFresh(key string) bool {
 
 // fetchTag fetches a tag the cache does not hold (or whose digest the upstream did
 // not say), verifies it against the digest header if any, stores and tags it.
-func (c *Cache) fetchTag(ctx context.Context, repo, tag string, accept []string) (*Manifest, error) {
-	return shared(ctx, c, "tag "+repo+":"+tag+" "+strings.Join(accept, ","), func(ctx context.Context) (*Manifest, error) {
+func (c *Cache) fetchTag(ctx context.Context, repo repository, tag string, accept []string) (*Manifest, error) {
+	return shared(ctx, c, "tag "+repo.local+":"+tag+" "+strings.Join(accept, ","), func(ctx context.Context) (*Manifest, error) {
 		m, err := c.fetchManifest(ctx, repo, tag, "", accept)
 		if err != nil {
 			return nil, err
 		}
-		return m, c.store.Tag(ctx, repo, tag, m.Digest)
+		return m, c.store.Tag(ctx, repo.local, tag, m.Digest)
 	})
 }
 
 // fetchManifest GETs ref upstream and stores it. want is the digest the body must
 // hash to: the one the client asked for, else the upstream's Docker-Content-Digest.
-func (c *Cache) fetchManifest(ctx context.Context, repo, ref string, want digest.Digest, accept []string) (*Manifest, error) {
-	body, desc, err := c.up.GetManifest(ctx, repo, ref, accept)
+func (c *Cache) fetchManifest(ctx context.Context, repo repository, ref string, want digest.Digest, accept []string) (*Manifest, error) {
+	body, desc, err := c.up.GetManifest(ctx, repo.up, ref, accept)
 	if err != nil {
 		return nil, err
 	}
@@ -119,16 +119,16 @@ func (c *Cache) fetchManifest(ctx context.Context, repo, ref string, want digest
 	got := digest.FromBytes(body)
 	if want != "" {
 		if err := want.Validate(); err != nil {
-			return nil, fmt.Errorf("manifest %s@%s: upstream digest header %q: %w", repo, ref, want, ErrDigestMismatch)
+			return nil, fmt.Errorf("manifest %s@%s: upstream digest header %q: %w", repo.local, ref, want, ErrDigestMismatch)
 		}
 		got = want.Algorithm().FromBytes(body)
 	}
 	if want != "" && got != want {
-		c.log.WithField("repo", repo).WithField("ref", ref).WithField("want", want).WithField("got", got).
+		c.log.WithField("repo", repo.local).WithField("ref", ref).WithField("want", want).WithField("got", got).
 			Error("upstream manifest does not match its digest; not stored")
-		return nil, fmt.Errorf("manifest %s@%s: %w", repo, ref, ErrDigestMismatch)
+		return nil, fmt.Errorf("manifest %s@%s: %w", repo.local, ref, ErrDigestMismatch)
 	}
-	if err := c.store.PutManifest(ctx, repo, got, body); err != nil {
+	if err := c.store.PutManifest(ctx, repo.local, got, body); err != nil {
 		return nil, err
 	}
 	// The media type comes from the body, as for a hit, so HEAD and GET, hit and
@@ -136,8 +136,8 @@ func (c *Cache) fetchManifest(ctx context.Context, repo, ref string, want digest
 	return &Manifest{Body: body, MediaType: storage.ManifestMediaType(body), Digest: got, Source: Miss}, nil
 }
 
-func (c *Cache) localManifest(ctx context.Context, repo string, dgst digest.Digest, src Source) (*Manifest, error) {
-	body, err := c.store.GetManifest(ctx, repo, dgst)
+func (c *Cache) localManifest(ctx context.Context, repo repository, dgst digest.Digest, src Source) (*Manifest, error) {
+	body, err := c.store.GetManifest(ctx, repo.local, dgst)
 	if err != nil {
 		return nil, err
 	}

@@ -35,8 +35,10 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// HTTP configures the listening server.
 	HTTP HTTP `yaml:"http"`
-	// Proxy configures the upstream registry.
+	// Proxy configures the default upstream registry.
 	Proxy Proxy `yaml:"proxy"`
+	// Upstreams are further registries the mirror serves, each by its host.
+	Upstreams []Upstream `yaml:"upstreams"`
 
 	// Health is distribution's health section: accepted and ignored.
 	Health map[string]any `yaml:"health"`
@@ -226,6 +228,28 @@ type Proxy struct {
 	// Retries is how often a failed upstream request is retried (0..10,
 	// default 3).
 	Retries int `yaml:"retries"`
+}
+
+// Upstream is a further registry served by the mirror. Clients reach it with
+// containerd's ns=<host> parameter or with the host as the first path component
+// (mirror:5000/ghcr.io/owner/app). Timeouts, retries and limits are proxy's.
+type Upstream struct {
+	// Host is the registry name clients use: ghcr.io, quay.io, localhost:5001.
+	Host string `yaml:"host"`
+	// RemoteURL is where its API is served (default https://<host>).
+	RemoteURL string `yaml:"remoteurl"`
+	// Username with Password or PasswordFile authenticate to it.
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"passwordfile"`
+	// CA is a PEM bundle of CAs trusted for it, beside the system roots.
+	CA string `yaml:"ca"`
+	// InsecureSkipVerify disables its certificate verification.
+	InsecureSkipVerify bool `yaml:"insecureskipverify"`
+	// AuthHosts are extra hosts its credentials may be sent to.
+	AuthHosts []string `yaml:"authhosts"`
+	// TTL is how long its content is kept (unset or 0: proxy.ttl).
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // Timeouts bound upstream requests; 0 means no limit.

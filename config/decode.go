@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -90,6 +91,8 @@ func decodeValue(path string, n *yaml.Node, v reflect.Value) error {
 		return withKey(path, u.UnmarshalYAML(n))
 	case v.Kind() == reflect.Struct:
 		return decodeStruct(path, n, v)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct:
+		return decodeStructs(path, n, v)
 	}
 	return decodeLeaf(path, n, v)
 }
@@ -127,6 +130,22 @@ func decodeStruct(path string, n *yaml.Node, v reflect.Value) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// decodeStructs decodes the sequence n into the slice of structs v, each element
+// as strictly as a section (key[i].field in errors).
+func decodeStructs(path string, n *yaml.Node, v reflect.Value) error {
+	if n.Kind != yaml.SequenceNode {
+		return newError(path, scalarValue(n), "expected a list")
+	}
+	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		if err := decodeStruct(fmt.Sprintf("%s[%d]", path, i), deref(item), out.Index(i)); err != nil {
+			return err
+		}
+	}
+	v.Set(out)
 	return nil
 }
 

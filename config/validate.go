@@ -37,6 +37,7 @@ func (c *Config) normalize() {
 	for i, h := range c.Proxy.AuthHosts {
 		c.Proxy.AuthHosts[i] = strings.ToLower(h)
 	}
+	c.normalizeUpstreams()
 }
 
 // Validate checks the values of c and returns an *Error about the first bad
@@ -48,6 +49,7 @@ func (c *Config) Validate() error {
 		c.Storage.validate,
 		c.HTTP.validate,
 		c.Proxy.validate,
+		c.validateUpstreams,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -194,7 +196,7 @@ func (p *Proxy) validate() error {
 		return err
 	}
 	if p.CAFile != "" {
-		if _, err := readCerts(p.CAFile); err != nil {
+		if _, err := readCerts("proxy.cafile", p.CAFile); err != nil {
 			return err
 		}
 	}
@@ -246,7 +248,7 @@ func (p Proxy) RootCAs() (*x509.CertPool, error) {
 	if p.CAFile == "" {
 		return nil, nil
 	}
-	certs, err := readCerts(p.CAFile)
+	certs, err := readCerts("proxy.cafile", p.CAFile)
 	if err != nil {
 		return nil, err
 	}
@@ -260,9 +262,8 @@ func (p Proxy) RootCAs() (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// readCerts reads the PEM certificates of the proxy.cafile path.
-func readCerts(path string) ([]*x509.Certificate, error) {
-	const key = "proxy.cafile"
+// readCerts reads the PEM certificates of a CA file set by key.
+func readCerts(key, path string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &Error{Key: key, Value: path, Msg: "cannot read CA file", Err: err}

@@ -72,14 +72,17 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 	if err != nil {
 		return err
 	}
-	up, err := newUpstream(cfg.Proxy, log)
+	def, byHost, err := newCaches(cfg, store, log)
 	if err != nil {
 		return err
 	}
-	c := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(cfg.Proxy.TagFreshness))
-	defer c.Close()
-	h := proxy.New(c, proxy.WithLogger(log), proxy.WithHeaders(cfg.HTTP.Headers),
-		proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled))
+	defer func() {
+		for _, c := range byHost {
+			c.Close()
+		}
+	}()
+	h := proxy.New(def, proxy.WithUpstreams(byHost), proxy.WithLogger(log),
+		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled))
 
 	ln, err := net.Listen(cfg.HTTP.Net, cfg.HTTP.Addr)
 	if err != nil {
@@ -96,7 +99,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 		go serveDebug(cfg.HTTP.Debug.Addr, log)
 	}
 	log.WithFields(logrus.Fields{
-		"addr": ln.Addr().String(), "upstream": cfg.Proxy.RemoteURL,
+		"addr": ln.Addr().String(), "upstream": cfg.Proxy.RemoteURL, "upstreams": len(cfg.Upstreams),
 		"storage": cfg.Storage.Filesystem.RootDirectory, "version": version,
 	}).Info("registry mirror listening")
 	errc := make(chan error, 1)
@@ -130,25 +133,59 @@ func listenAndServe(srv *http.Server, ln net.Listener, tlsCfg config.TLS) error 
 	return err
 }
 
-func newUpstream(p config.Proxy, log *logrus.Entry) (*upstream.Client, error) {
+// newCaches builds the default upstream's cache and one cache per further
+// upstream, keyed by every registry host that names it.
+func newCaches(cfg *config.Config, store *storage.Store, log *logrus.Entry) (*cache.Cache, map[string]*cache.Cache, error) {
+	p := cfg.Proxy
+	up, err := newUpstream(p, p.RemoteURL, p.Username, p.Password, p.CAFile, p.InsecureSkipVerify, p.AuthHosts, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	def := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness))
+	byHost := map[string]*cache.Cache{}
+	for _, h := range p.DefaultHosts() {
+		byHost[h] = def
+	}
+	for _, u := range cfg.Upstreams {
+		up, err := newUpstream(p, u.RemoteURL, u.Username, u.Password, u.CA, u.InsecureSkipVerify, u.AuthHosts, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("upstream %s: %w", u.Host, err)
+		}
+		byHost[u.Host] = cache.New(store, up, cache.WithLogger(log.WithField("upstream", u.Host)),
+			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host))
+		if u.Username != "" {
+			log.WithField("upstream", u.Host).Warn("this upstream has credentials and the mirror has no client auth: " +
+				"anyone who reaches the mirror can pull its content")
+		}
+	}
+	if p.Username != "" {
+		log.Warn("the default upstream has credentials and the mirror has no client auth: " +
+			"anyone who reaches the mirror can pull its content")
+	}
+	return def, byHost, nil
+}
+
+// newUpstream builds an upstream client; timeouts, retries and limits are the
+// proxy section's, shared by every upstream.
+func newUpstream(p config.Proxy, remoteURL, user, pass, ca string, skipVerify bool, authHosts []string, log *logrus.Entry) (*upstream.Client, error) {
 	opts := []upstream.Option{
 		upstream.WithLogger(log),
 		upstream.WithUserAgent("ocimirror-proxy/" + version),
 		upstream.WithTimeouts(p.Timeouts.Connect, p.Timeouts.ResponseHeader, p.Timeouts.Stall),
 		upstream.WithRetries(p.Retries, 200*time.Millisecond),
 		upstream.WithMaxManifestSize(int64(p.MaxManifestSize)),
-		upstream.WithInsecureSkipVerify(p.InsecureSkipVerify),
+		upstream.WithInsecureSkipVerify(skipVerify),
 	}
-	if p.Username != "" {
-		opts = append(opts, upstream.WithCredentials(p.Username, p.Password))
+	if user != "" {
+		opts = append(opts, upstream.WithCredentials(user, pass))
 	}
-	if p.CAFile != "" {
-		opts = append(opts, upstream.WithCAFile(p.CAFile))
+	if ca != "" {
+		opts = append(opts, upstream.WithCAFile(ca))
 	}
-	if len(p.AuthHosts) > 0 {
-		opts = append(opts, upstream.WithAuthHosts(p.AuthHosts...))
+	if len(authHosts) > 0 {
+		opts = append(opts, upstream.WithAuthHosts(authHosts...))
 	}
-	return upstream.New(p.RemoteURL, opts...)
+	return upstream.New(remoteURL, opts...)
 }
 
 // serveDebug serves pprof on the debug address.

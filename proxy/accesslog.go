@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// logWriter records the status and byte count of a response for the access log.
+// It keeps io.ReaderFrom, so a blob copied from a file still goes out by sendfile.
+type logWriter struct {
+	http.ResponseWriter
+	start  time.Time
+	status int
+	bytes  int64
+	err    error
+}
+
+func newLogWriter(w http.ResponseWriter) *logWriter {
+	return &logWriter{ResponseWriter: w, start: time.Now()}
+}
+
+func (w *logWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom hands the copy to the underlying writer (sendfile for an *os.File).
+func (w *logWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+	}
+	w.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequest writes the one line per request: method, path, status, bytes,
+// duration and where the content came from. No header is logged: they may carry
+// credentials.
+func (h *Handler) logRequest(w *logWriter, r *http.Request, req *request) {
+	if !h.access {
+		return
+	}
+	f := logrus.Fields{
+		"method":   r.Method,
+		"path":     r.URL.Path,
+		"status":   w.status,
+		"bytes":    w.bytes,
+		"duration": time.Since(w.start).Round(time.Microsecond).String(),
+		"remote":   r.RemoteAddr,
+	}
+	if req.source != "" {
+		f["cache"] = string(req.source)
+	}
+	entry := h.log.WithFields(f)
+	switch {
+	case w.err != nil && w.status >= 500:
+		entry.WithError(w.err).Error("request")
+	case w.err != nil:
+		entry.WithError(w.err).Info("request")
+	default:
+		entry.Info("request")
+	}
+}

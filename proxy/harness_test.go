@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/storage"
+	"github.com/ocimirror/proxy/upstream"
+)
+
+// mirror is a proxy under test: a real store in a temp dir, the real upstream
+// client and cache, served on loopback.
+type mirror struct {
+	URL   string
+	Host  string
+	Root  string
+	Store *storage.Store
+	Cache *cache.Cache
+}
+
+func startMirror(t *testing.T, upstreamURL string, opts ...upstream.Option) *mirror {
+	t.Helper()
+	return startMirrorAt(t, t.TempDir(), upstreamURL, opts...)
+}
+
+// startMirrorAt starts a mirror whose storage root is root.
+func startMirrorAt(t *testing.T, root, upstreamURL string, opts ...upstream.Option) *mirror {
+	t.Helper()
+	return startMirrorWith(t, root, upstreamURL, nil, opts...)
+}
+
+// startMirrorWith starts a mirror with further upstreams: host -> URL.
+func startMirrorWith(t *testing.T, root, upstreamURL string, more map[string]string, opts ...upstream.Option) *mirror {
+	t.Helper()
+	store, err := storage.NewFilesystem(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	log.SetOutput(io.Discard)
+	opts = append([]upstream.Option{
+		upstream.WithTimeouts(2*time.Second, 2*time.Second, 2*time.Second),
+		upstream.WithRetries(1, 10*time.Millisecond),
+	}, opts...)
+	newCache := func(url string, copts ...cache.Option) *cache.Cache {
+		up, err := upstream.New(url, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cache.New(store, up, append(copts, cache.WithLogger(logrus.NewEntry(log)))...)
+		t.Cleanup(c.Close)
+		return c
+	}
+	c := newCache(upstreamURL)
+	byHost := map[string]*cache.Cache{}
+	for host, url := range more {
+		byHost[host] = newCache(url, cache.WithNamespace(host))
+	}
+	srv := httptest.NewServer(New(c, WithUpstreams(byHost), WithLogger(logrus.NewEntry(log))))
+	t.Cleanup(srv.Close)
+	return &mirror{URL: srv.URL, Host: strings.TrimPrefix(srv.URL, "http://"), Root: root, Store: store, Cache: c}
+}
+
+func (m *mirror) ref(t *testing.T, s string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(m.Host+"/"+s, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// pull reads a whole image through the mirror with go-containerregistry, as crane
+// does, checking every layer's digest on the way.
+func (m *mirror) pull(t *testing.T, s string) v1.Image {
+	t.Helper()
+	img, err := remote.Image(m.ref(t, s))
+	if err != nil {
+		t.Fatalf("pull %s: %v", s, err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatalf("layer: %v", err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatalf("read layer: %v", err)
+		}
+		if err := rc.Close(); err != nil { // verifies the digest
+			t.Fatalf("layer digest: %v", err)
+		}
+	}
+	if _, err := img.RawConfigFile(); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// get does one request and returns status, headers and body.
+func get(t *testing.T, method, url string, hdr map[string]string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return resp.StatusCode, resp.Header, body
+}
+
+// errCode returns the first errcode of an error body, failing if there is none.
+func errCode(t *testing.T, body []byte) string {
+	t.Helper()
+	var e struct {
+		Errors []struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) == 0 {
+		t.Fatalf("not an errcode body: %q", body)
+	}
+	return e.Errors[0].Code
+}

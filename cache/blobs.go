@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 
 	"github.com/opencontainers/go-digest"
 
@@ -244,8 +245,16 @@ func (r *fillReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteTo copies with a large buffer; io.Copy prefers it over Read.
+// WriteTo copies the fill to w as its bytes are allowed out. When w takes a
+// reader (net/http's response does), each window already in the spool goes out
+// by sendfile from a private handle; otherwise through a buffer.
 func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		if file, err := r.f.reopen(); err == nil {
+			defer file.Close()
+			return r.sendFrom(rf, file)
+		}
+	}
 	buf := make([]byte, 256<<10)
 	var total int64
 	for {
@@ -264,6 +273,35 @@ func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// sendFrom hands w one file window at a time: the bytes from r.off to what the
+// fill allows now (or r.end).
+func (r *fillReader) sendFrom(w io.ReaderFrom, file *os.File) (int64, error) {
+	var total int64
+	for r.off < r.end {
+		avail, err := r.f.wait(r.ctx, r.off)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		if _, err := file.Seek(r.off, io.SeekStart); err != nil {
+			return total, err
+		}
+		want := min(avail, r.end) - r.off
+		n, err := w.ReadFrom(&io.LimitedReader{R: file, N: want})
+		total += n
+		r.off += n
+		if err != nil {
+			return total, err
+		}
+		if n < want {
+			return total, io.ErrUnexpectedEOF
+		}
+	}
+	return total, nil
 }
 
 // Filling reports whether a fill of dgst is in progress.

@@ -110,6 +110,21 @@ func (f *fill) readable() int64 {
 // ReadAt reads from the spool at off, waiting for the bytes to arrive. It returns
 // io.EOF at the end of a verified blob and the fill's error if it failed.
 func (f *fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	avail, err := f.wait(ctx, off)
+	if err != nil {
+		return 0, err
+	}
+	n, err := f.file.ReadAt(p[:min(int64(len(p)), avail-off)], off)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// wait blocks until clients may read past off, and returns how far they may.
+// It returns io.EOF when a verified blob ends at off, and the fill's error if
+// it failed.
+func (f *fill) wait(ctx context.Context, off int64) (int64, error) {
 	for {
 		f.mu.Lock()
 		avail, done, err, changed := f.readable(), f.done, f.err, f.changed
@@ -118,11 +133,7 @@ func (f *fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		case err != nil:
 			return 0, err
 		case off < avail:
-			n, rerr := f.file.ReadAt(p[:min(int64(len(p)), avail-off)], off)
-			if rerr == io.EOF && n > 0 {
-				rerr = nil
-			}
-			return n, rerr
+			return avail, nil
 		case done:
 			return 0, io.EOF
 		}
@@ -132,6 +143,13 @@ func (f *fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			return 0, ctx.Err()
 		}
 	}
+}
+
+// reopen returns a private handle on the spool, with its own file offset, so a
+// reader can hand the file to sendfile. It works while the fill holds the file
+// open, also after the commit renamed it.
+func (f *fill) reopen() (*os.File, error) {
+	return os.Open(fmt.Sprintf("/proc/self/fd/%d", f.file.Fd()))
 }
 
 // copyFrom copies the upstream body into the spool, hashing as it goes, and checks

@@ -97,6 +97,16 @@ func (f flushWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom lets the fill hand over file windows, which net/http sends with
+// sendfile when the length is known.
+func (f flushWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(f.w, r)
+	if err == nil {
+		err = http.NewResponseController(f.w).Flush()
+	}
+	return n, err
+}
+
 // peek reads the first bytes of a body; io.EOF is no error.
 func peek(r io.Reader) ([]byte, error) {
 	buf := make([]byte, 32<<10)

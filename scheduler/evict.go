@@ -1,0 +1,298 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+)
+
+// Deleter deletes stored items for an Evictor. Deleting what is already gone is
+// success: return nil, or an error matching fs.ErrNotExist.
+type Deleter interface {
+	DeleteTag(ctx context.Context, repo, tag string) error
+	DeleteManifest(ctx context.Context, repo string, dgst digest.Digest) error // the repository's revision link
+	UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error     // the repository's layer link
+	DeleteBlob(ctx context.Context, dgst digest.Digest) error                  // the content itself
+	// InUse reports a blob a fill or a reader is using right now; the pass leaves
+	// it alone. It is called without any lock of the index held.
+	InUse(dgst digest.Digest) bool
+}
+
+// Stats counts what an eviction pass did, for metrics and logs.
+type Stats struct {
+	Tags, Manifests, Links int   // entries removed by kind; Links are blob links
+	Blobs                  int   // contents deleted, blob or manifest, once per digest
+	Bytes                  int64 // bytes of content deleted
+	Skipped                int   // in use, or pulled while the pass ran: left for later
+	Failed                 int   // deletions that failed: their entries stay for the next pass
+}
+
+// Evictor deletes expired entries and, above a size cap, the least recently used.
+type Evictor struct {
+	ix       *Index
+	d        Deleter
+	maxSize  int64
+	lowWater float64
+	log      *logrus.Entry
+	retry    time.Duration // first wait after a pass that had to leave work undone
+	maxWait  time.Duration // longest sleep between passes
+	wake     chan struct{}
+	passMu   sync.Mutex // one pass at a time
+}
+
+// EvictOption configures an Evictor.
+type EvictOption func(*Evictor)
+
+// WithMaxSize caps the content size in bytes; zero (the default) means no cap.
+func WithMaxSize(bytes int64) EvictOption {
+	return func(ev *Evictor) { ev.maxSize = max(bytes, 0) }
+}
+
+// WithLowWater sets the fraction of the cap a pass evicts down to once the cap is
+// exceeded, so that passes do not follow every new blob. The default is 0.9;
+// values outside (0, 1] keep it.
+func WithLowWater(fraction float64) EvictOption {
+	return func(ev *Evictor) {
+		if fraction > 0 && fraction <= 1 {
+			ev.lowWater = fraction
+		}
+	}
+}
+
+// NewEvictor returns an evictor of ix that deletes through d. It logs with the
+// index's logger. An index has one evictor: a second replaces the first's
+// wake-ups.
+func NewEvictor(ix *Index, d Deleter, opts ...EvictOption) *Evictor {
+	ev := &Evictor{
+		ix: ix, d: d,
+		lowWater: 0.9,
+		log:      ix.log,
+		retry:    time.Second,
+		maxWait:  time.Minute,
+		wake:     make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(ev)
+	}
+	ix.watch(ev.maxSize, ev.wake)
+	return ev
+}
+
+// Run evicts until ctx ends: a pass now, then one whenever the next entry
+// expires, a Record exceeds the cap or brings an older entry, or a minute
+// passed. After a pass that had to leave due work (content in use, a failed
+// deletion) it retries after a second, backing off to a minute. Stop Run
+// before closing the index.
+func (ev *Evictor) Run(ctx context.Context) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	backoff := ev.retry
+	for ctx.Err() == nil {
+		now := ev.ix.now()
+		st, err := ev.EvictOnce(ctx, now)
+		ev.report(st, err)
+		wait, stuck := ev.nextWait(now)
+		wake := ev.wake
+		if stuck {
+			// Do not spin on work the pass had to leave (content in use, a
+			// deletion failing): retry later and later, ignoring wake-ups.
+			wait, backoff = backoff, min(2*backoff, ev.maxWait)
+			wake = nil
+		} else {
+			backoff = ev.retry
+		}
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-wake:
+		}
+	}
+}
+
+// nextWait returns how long to sleep after a pass at now until the next entry
+// expires, or true if the pass left due work undone (skipped or failed).
+func (ev *Evictor) nextWait(now time.Time) (time.Duration, bool) {
+	if ev.maxSize > 0 && ev.ix.TotalSize() > ev.maxSize {
+		return 0, true
+	}
+	next, ok := ev.ix.NextExpiry()
+	switch {
+	case !ok:
+		return ev.maxWait, false
+	case !next.After(now):
+		return 0, true
+	}
+	return min(max(next.Sub(ev.ix.now()), 0), ev.maxWait), false
+}
+
+func (ev *Evictor) report(st Stats, err error) {
+	l := ev.log.WithFields(logrus.Fields{
+		"tags": st.Tags, "manifests": st.Manifests, "links": st.Links, "blobs": st.Blobs,
+		"bytes": st.Bytes, "skipped": st.Skipped, "failed": st.Failed,
+	})
+	switch {
+	case st.Tags+st.Manifests+st.Links+st.Blobs+st.Failed > 0:
+		l.Info("scheduler: eviction pass")
+	case st.Skipped > 0:
+		l.Debug("scheduler: eviction pass left items in use")
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		ev.log.WithError(err).Warn("scheduler: eviction pass incomplete")
+	}
+}
+
+// EvictOnce runs one pass at now: expired entries, then the size cap. Links go
+// first (tags, manifests, blob links), then content no remaining entry links. A
+// failed deletion is logged and the pass goes on; the error returned sums up the
+// failures, or is ctx's if it ended the pass early.
+func (ev *Evictor) EvictOnce(ctx context.Context, now time.Time) (Stats, error) {
+	ev.passMu.Lock()
+	defer ev.passMu.Unlock()
+	p := &pass{ev: ev, pending: make(map[digest.Digest][]victim)}
+	victims, held := ev.plan(now)
+	p.stats.Skipped = held
+	for _, v := range victims {
+		if ctx.Err() != nil {
+			break
+		}
+		p.unlink(ctx, v)
+	}
+	for _, d := range p.order {
+		if ctx.Err() != nil {
+			break
+		}
+		p.deleteContent(ctx, d, p.pending[d])
+	}
+	var errs []error
+	if p.stats.Failed > 0 {
+		errs = append(errs, fmt.Errorf("evict: %d deletions failed, the first: %w", p.stats.Failed, p.errs[0]))
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("evict: %w", err))
+	}
+	if err := ev.ix.Flush(); err != nil { // removals are written even if ctx ended
+		errs = append(errs, fmt.Errorf("evict: %w", err))
+	}
+	return p.stats, errors.Join(errs...)
+}
+
+// plan asks the index for victims, again without those whose content is in use,
+// so that the size cap is met with others.
+func (ev *Evictor) plan(now time.Time) (vs []victim, held int) {
+	low := int64(math.Round(ev.lowWater * float64(ev.maxSize)))
+	skip := make(map[digest.Digest]bool)
+	for range 4 { // in-use content is rare; a few rounds settle it
+		vs, held = ev.ix.plan(now, ev.maxSize, low, skip)
+		more := false
+		for _, v := range vs {
+			if v.Kind != KindTag && !skip[v.Digest] && ev.d.InUse(v.Digest) {
+				skip[v.Digest], more = true, true
+			}
+		}
+		if !more {
+			break
+		}
+	}
+	return vs, held
+}
+
+// pass is the state of one EvictOnce.
+type pass struct {
+	ev      *Evictor
+	stats   Stats
+	errs    []error
+	pending map[digest.Digest][]victim // unlinked entries whose content may go
+	order   []digest.Digest            // pending's keys in deletion order
+}
+
+// unlink deletes v's link. A tag's entry goes at once; a manifest's or blob's
+// waits for the decision on its content.
+func (p *pass) unlink(ctx context.Context, v victim) {
+	if !p.ev.ix.current(v) || (v.Kind != KindTag && p.ev.d.InUse(v.Digest)) {
+		p.stats.Skipped++
+		return
+	}
+	if err := p.ev.deleteLink(ctx, v.Key); err != nil {
+		p.fail(v.Key, err)
+		return
+	}
+	if v.Kind == KindTag {
+		p.drop(v)
+		return
+	}
+	if _, ok := p.pending[v.Digest]; !ok {
+		p.order = append(p.order, v.Digest)
+	}
+	p.pending[v.Digest] = append(p.pending[v.Digest], v)
+}
+
+// deleteContent deletes the content d if no entry but the unlinked ones in vs
+// links it, then drops those entries. If the deletion fails they stay, so the
+// next pass tries again.
+func (p *pass) deleteContent(ctx context.Context, d digest.Digest, vs []victim) {
+	if p.ev.ix.liveRefs(d, vs) == 0 {
+		if p.ev.d.InUse(d) {
+			p.stats.Skipped += len(vs)
+			return
+		}
+		if err := notFoundOK(p.ev.d.DeleteBlob(ctx, d)); err != nil {
+			p.fail(Key{Kind: vs[0].Kind, Repo: vs[0].Repo, Digest: d}, fmt.Errorf("delete content: %w", err))
+			return
+		}
+		p.stats.Blobs++
+		p.stats.Bytes += vs[0].Size
+	}
+	for _, v := range vs {
+		p.drop(v)
+	}
+}
+
+// drop removes v's entry and counts it.
+func (p *pass) drop(v victim) {
+	if !p.ev.ix.drop(v) {
+		p.stats.Skipped++
+		return
+	}
+	switch v.Kind {
+	case KindTag:
+		p.stats.Tags++
+	case KindManifest:
+		p.stats.Manifests++
+	default:
+		p.stats.Links++
+	}
+}
+
+func (p *pass) fail(k Key, err error) {
+	p.ev.log.WithError(err).WithField("entry", k.String()).Warn("scheduler: eviction failed; will retry")
+	p.stats.Failed++
+	p.errs = append(p.errs, fmt.Errorf("%s: %w", k, err))
+}
+
+func (ev *Evictor) deleteLink(ctx context.Context, k Key) error {
+	var err error
+	switch k.Kind {
+	case KindTag:
+		err = ev.d.DeleteTag(ctx, k.Repo, k.Tag)
+	case KindManifest:
+		err = ev.d.DeleteManifest(ctx, k.Repo, k.Digest)
+	default:
+		err = ev.d.UnlinkBlob(ctx, k.Repo, k.Digest)
+	}
+	return notFoundOK(err)
+}
+
+func notFoundOK(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}

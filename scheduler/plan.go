@@ -1,0 +1,126 @@
+package scheduler
+
+import (
+	"slices"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// victim is an entry an eviction pass means to delete, as it was when planned.
+type victim struct {
+	Entry
+	access int64 // an access after planning cancels the eviction
+}
+
+// planner picks victims under Index.mu.
+type planner struct {
+	ix     *Index
+	skip   map[digest.Digest]bool // content in use: left alone this pass
+	chosen map[*entry]bool
+	held   map[*entry]bool // left alone because their content is in use
+	list   []*entry
+	tags   map[id]int            // manifest id -> chosen tags pointing at it
+	links  map[digest.Digest]int // content -> chosen blob and manifest entries linking it
+	freed  int64                 // bytes of content whose every link is chosen
+}
+
+// plan picks what an eviction pass at now deletes, in deletion order: tags, then
+// manifests, then blob links. Expired entries first; then, while the content left
+// would exceed maxBytes (0: no cap), the least recently used ones, until it would
+// be at most low. Content in skip is left alone (held counts those entries), and
+// so is a manifest that a tag which stays points at.
+func (ix *Index) plan(now time.Time, maxBytes, low int64, skip map[digest.Digest]bool) (vs []victim, held int) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	p := planner{
+		ix: ix, skip: skip,
+		chosen: make(map[*entry]bool),
+		held:   make(map[*entry]bool),
+		tags:   make(map[id]int),
+		links:  make(map[digest.Digest]int),
+	}
+	if ix.ttl > 0 {
+		cutoff := now.Add(-ix.ttl).UnixNano()
+		// Tags first, so that a manifest whose tags all expired may go with them.
+		for _, kind := range []Kind{KindTag, KindManifest, KindBlob} {
+			for x := ix.list.front(); x != nil && x.access <= cutoff; x = ix.list.after(x) {
+				if x.id.kind == kind {
+					p.take(x)
+				}
+			}
+		}
+	}
+	if maxBytes > 0 && ix.total-p.freed > maxBytes {
+		for x := ix.list.front(); x != nil && ix.total-p.freed > low; x = ix.list.after(x) {
+			p.take(x)
+		}
+	}
+	slices.SortStableFunc(p.list, func(a, b *entry) int { return int(a.id.kind) - int(b.id.kind) })
+	vs = make([]victim, len(p.list))
+	for i, x := range p.list {
+		vs[i] = victim{Entry: ix.entry(x), access: x.access}
+	}
+	return vs, len(p.held)
+}
+
+// take chooses x unless it must stay.
+func (p *planner) take(x *entry) {
+	if p.chosen[x] {
+		return
+	}
+	switch {
+	case x.id.kind == KindTag:
+		p.tags[manifestOf(x)]++
+	case p.skip[x.target]:
+		p.held[x] = true
+		return
+	case x.id.kind == KindManifest && p.ix.tagRefs[x.id] > p.tags[x.id]:
+		return // deleting it would break a tag that stays
+	default:
+		p.links[x.target]++
+		if c := p.ix.contents[x.target]; p.links[x.target] == c.refs {
+			p.freed += c.size
+		}
+	}
+	p.chosen[x] = true
+	p.list = append(p.list, x)
+}
+
+// current reports whether v is still as planned: present, not accessed since,
+// pointing at the same content.
+func (ix *Index) current(v victim) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.isCurrent(v)
+}
+
+func (ix *Index) isCurrent(v victim) bool {
+	x, ok := ix.entries[v.id()]
+	return ok && x.access == v.access && x.target == v.Digest
+}
+
+// liveRefs returns how many entries link d besides the victims in vs.
+func (ix *Index) liveRefs(d digest.Digest, vs []victim) int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	n := ix.contents[d].refs
+	for _, v := range vs {
+		if ix.isCurrent(v) {
+			n--
+		}
+	}
+	return n
+}
+
+// drop removes v from memory if it is still as planned; the next flush deletes it
+// on disk.
+func (ix *Index) drop(v victim) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if !ix.isCurrent(v) {
+		return false
+	}
+	ix.forget(ix.entries[v.id()])
+	return true
+}

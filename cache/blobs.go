@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 )
 
@@ -96,6 +97,7 @@ func (c *Cache) StatBlob(ctx context.Context, name string, dgst digest.Digest) (
 	repo := c.repository(name)
 	if c.store.HasLayer(ctx, repo.local, dgst) {
 		if info, err := c.store.StatBlob(ctx, dgst); err == nil {
+			c.touch(scheduler.KindBlob, repo.local, dgst, "")
 			return info.Size, Hit, nil
 		}
 	}
@@ -117,7 +119,7 @@ func (c *Cache) localBlob(ctx context.Context, repo repository, dgst digest.Dige
 		if _, err := c.up.HeadBlob(ctx, repo.up, dgst); err != nil {
 			return nil, err
 		}
-		if err := c.store.LinkLayer(ctx, repo.local, dgst); err != nil {
+		if err := c.linkLayer(ctx, repo, dgst, 0); err != nil {
 			return nil, err
 		}
 	}
@@ -125,6 +127,7 @@ func (c *Cache) localBlob(ctx context.Context, repo repository, dgst digest.Dige
 	if err != nil {
 		return nil, err
 	}
+	c.touch(scheduler.KindBlob, repo.local, dgst, "")
 	return &Blob{Digest: dgst, Source: Hit, size: info.Size, local: rc}, nil
 }
 
@@ -166,7 +169,7 @@ func (c *Cache) confirmJoin(ctx context.Context, f *fill, repo repository) error
 		f.release()
 		return err
 	}
-	if err := c.store.LinkLayer(ctx, repo.local, f.dgst); err != nil {
+	if err := c.linkLayer(ctx, repo, f.dgst, 0); err != nil {
 		f.release()
 		return err
 	}
@@ -204,7 +207,7 @@ func (c *Cache) runFill(f *fill) {
 		err = c.store.CommitBlob(c.ctx, f.file, f.dgst)
 	}
 	if err == nil {
-		err = c.store.LinkLayer(c.ctx, f.repo.local, f.dgst)
+		err = c.linkLayer(c.ctx, f.repo, f.dgst, f.written)
 	}
 	if err != nil {
 		c.store.DiscardSpool(f.file)

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 	"github.com/ocimirror/proxy/upstream"
 )
@@ -40,7 +41,8 @@ type Cache struct {
 	up    *upstream.Client
 	log   *logrus.Entry
 
-	namespace    string // prefix of local repository names; "" for the default upstream
+	index        *scheduler.Index // nil: nothing recorded
+	namespace    string           // prefix of local repository names; "" for the default upstream
 	tagFreshness time.Duration
 	fresh        sync.Map // repo:tag:accept -> time.Time of the last revalidation
 

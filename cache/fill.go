@@ -17,7 +17,7 @@ import (
 type fill struct {
 	dgst  digest.Digest
 	repo  repository // the repository the upstream fetch is made in
-	file  *os.File // the spool; read with ReadAt, valid after commit renames it
+	file  *os.File   // the spool; read with ReadAt, valid after commit renames it
 	ready chan struct{}
 
 	mu      sync.Mutex

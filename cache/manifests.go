@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 	"github.com/ocimirror/proxy/upstream"
 )
@@ -49,6 +50,7 @@ func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, 
 	} else if err != nil {
 		return nil, err
 	}
+	c.touch(scheduler.KindTag, repo.local, local, tag)
 	key := repo.local + ":" + tag + " " + strings.Join(accept, ",")
 	if c.isFresh(key) {
 		if m, err := c.localManifest(ctx, repo, local, Hit); err == nil {
@@ -73,7 +75,7 @@ func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, 
 	}
 	if m, err := c.localManifest(ctx, repo, desc.Digest, Hit); err == nil {
 		if desc.Digest != local {
-			return m, c.store.Tag(ctx, repo.local, tag, desc.Digest)
+			return m, c.tag(ctx, repo, tag, desc.Digest)
 		}
 		return m, nil
 	}
@@ -83,7 +85,7 @@ func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, 
 	if err != nil {
 		return nil, err
 	}
-	return m, c.store.Tag(ctx, repo.local, tag, m.Digest)
+	return m, c.tag(ctx, repo, tag, m.Digest)
 }
 
 func (c *Cache) isFresh(key string) bool {
@@ -102,7 +104,7 @@ func (c *Cache) fetchTag(ctx context.Context, repo repository, tag string, accep
 		if err != nil {
 			return nil, err
 		}
-		return m, c.store.Tag(ctx, repo.local, tag, m.Digest)
+		return m, c.tag(ctx, repo, tag, m.Digest)
 	})
 }
 
@@ -131,6 +133,7 @@ func (c *Cache) fetchManifest(ctx context.Context, repo repository, ref string, 
 	if err := c.store.PutManifest(ctx, repo.local, got, body); err != nil {
 		return nil, err
 	}
+	c.record(scheduler.KindManifest, repo.local, got, "", int64(len(body)))
 	// The media type comes from the body, as for a hit, so HEAD and GET, hit and
 	// miss, always agree.
 	return &Manifest{Body: body, MediaType: storage.ManifestMediaType(body), Digest: got, Source: Miss}, nil
@@ -141,5 +144,6 @@ func (c *Cache) localManifest(ctx context.Context, repo repository, dgst digest.
 	if err != nil {
 		return nil, err
 	}
+	c.touch(scheduler.KindManifest, repo.local, dgst, "")
 	return &Manifest{Body: body, MediaType: storage.ManifestMediaType(body), Digest: dgst, Source: src}, nil
 }

@@ -223,6 +223,9 @@ type Proxy struct {
 	AuthHosts []string `yaml:"authhosts"`
 	// MaxManifestSize is the largest manifest accepted (default 4MiB).
 	MaxManifestSize ByteSize `yaml:"maxmanifestsize"`
+	// MaxSize caps the cache (e.g. 50GiB): least recently used content is
+	// evicted down to 90% of it. 0: no cap. Needs storage.delete.enabled.
+	MaxSize ByteSize `yaml:"maxsize"`
 	// Timeouts bound upstream requests.
 	Timeouts Timeouts `yaml:"timeouts"`
 	// Retries is how often a failed upstream request is retried (0..10,

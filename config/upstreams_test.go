@@ -65,3 +65,14 @@ func TestUpstreamErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestMaxSize(t *testing.T) {
+	cfg := mustParse(t, "version: 0.1\nstorage:\n  delete:\n    enabled: true\nproxy:\n  maxsize: 50GiB")
+	if cfg.Proxy.MaxSize != 50<<30 {
+		t.Fatalf("maxsize %d", cfg.Proxy.MaxSize)
+	}
+	_, err := Parse([]byte("version: 0.1\nproxy:\n  maxsize: 1GiB"), nil)
+	if e := asConfigError(t, err); e.Key != "proxy.maxsize" || !strings.Contains(err.Error(), "storage.delete.enabled") {
+		t.Fatalf("maxsize without delete: %v", err)
+	}
+}

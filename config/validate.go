@@ -50,6 +50,7 @@ func (c *Config) Validate() error {
 		c.HTTP.validate,
 		c.Proxy.validate,
 		c.validateUpstreams,
+		c.validateEviction,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -325,6 +326,17 @@ func redactURL(s string) string {
 func nonNegative(key string, d time.Duration) error {
 	if d < 0 {
 		return newError(key, d.String(), "must not be negative")
+	}
+	return nil
+}
+
+// validateEviction: a size cap is enforced by deleting, which must be enabled.
+func (c *Config) validateEviction() error {
+	if c.Proxy.MaxSize < 0 {
+		return newError("proxy.maxsize", c.Proxy.MaxSize.String(), "must not be negative")
+	}
+	if c.Proxy.MaxSize > 0 && !c.Storage.Delete.Enabled {
+		return newError("proxy.maxsize", c.Proxy.MaxSize.String(), "needs storage.delete.enabled: true (a cap is kept by evicting)")
 	}
 	return nil
 }

@@ -48,6 +48,14 @@ func freeAddr(t *testing.T) string {
 // it answers /v2/.
 func startProxy(t *testing.T, bin, upstreamURL string) (string, *exec.Cmd, *bytes.Buffer) {
 	t.Helper()
+	addr, cmd, logs, _ := startProxyConfig(t, bin, upstreamURL, t.TempDir(), "")
+	return addr, cmd, logs
+}
+
+// startProxyConfig starts the binary on storage root with extra proxy-section
+// YAML, and returns the config file's path too.
+func startProxyConfig(t *testing.T, bin, upstreamURL, root, extra string) (string, *exec.Cmd, *bytes.Buffer, string) {
+	t.Helper()
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cfg := fmt.Sprintf(`version: 0.1
@@ -56,17 +64,19 @@ log:
 storage:
   filesystem:
     rootdirectory: %s
+  delete:
+    enabled: true
 http:
   addr: %s
 proxy:
   remoteurl: %s
-`, filepath.Join(dir, "data"), addr, upstreamURL)
+%s`, root, addr, upstreamURL, extra)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd, logs := runProxy(t, addr, nil, bin, "serve", cfgPath)
-	return addr, cmd, logs
+	return addr, cmd, logs, cfgPath
 }
 
 // runProxy starts the binary with args and extra environment, and waits until
@@ -239,4 +249,47 @@ func TestSkopeoCopyThroughBinary(t *testing.T) {
 			t.Fatalf("%s: oci layout index %s does not name %s (%v)", tc.ref, index, want, err)
 		}
 	}
+}
+
+// TestEvictionAndRootLock: with delete enabled and a short TTL the binary evicts
+// what nobody pulls, and a second process on the same storage root refuses to start.
+func TestEvictionAndRootLock(t *testing.T) {
+	reg := testregistry.Start(t)
+	img := reg.PushRandom(t, "ev/app:v1", 50_000, 1)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	bin := buildProxy(t)
+	root := t.TempDir()
+	addr, _, logs, cfgPath := startProxyConfig(t, bin, reg.URL, root, "  ttl: 2s\n")
+	crane(t, "pull", addr+"/ev/app:v1", filepath.Join(t.TempDir(), "img.tar"))
+	blob := filepath.Join(root, "docker/registry/v2/blobs/sha256", ld.Hex[:2], ld.Hex, "data")
+	if _, err := os.Stat(blob); err != nil {
+		t.Fatalf("layer not on disk after the pull: %v", err)
+	}
+
+	second := exec.Command(bin, "serve", cfgPath)
+	second.Env = append(os.Environ(), "REGISTRY_HTTP_ADDR="+freeAddr(t))
+	done := make(chan []byte, 1)
+	go func() { out, _ := second.CombinedOutput(); done <- out }()
+	select {
+	case out := <-done:
+		if second.ProcessState.ExitCode() == 0 || !strings.Contains(string(out), "in use") {
+			t.Fatalf("second proxy on the same root: exit %d, %s", second.ProcessState.ExitCode(), out)
+		}
+	case <-time.After(10 * time.Second):
+		_ = second.Process.Kill()
+		t.Fatal("second proxy on the same root did not fail within 10s")
+	}
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(blob); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("layer still on disk 15s after a 2s TTL\n%s", logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	crane(t, "pull", addr+"/ev/app:v1", filepath.Join(t.TempDir(), "img.tar")) // fetched again
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 	"github.com/ocimirror/proxy/upstream"
 )
@@ -43,6 +44,12 @@ func startMirrorAt(t *testing.T, root, upstreamURL string, opts ...upstream.Opti
 // startMirrorWith starts a mirror with further upstreams: host -> URL.
 func startMirrorWith(t *testing.T, root, upstreamURL string, more map[string]string, opts ...upstream.Option) *mirror {
 	t.Helper()
+	return startMirrorIndexed(t, root, upstreamURL, more, nil, opts...)
+}
+
+// startMirrorIndexed starts a mirror whose caches record in ix (nil: none).
+func startMirrorIndexed(t *testing.T, root, upstreamURL string, more map[string]string, ix *scheduler.Index, opts ...upstream.Option) *mirror {
+	t.Helper()
 	store, err := storage.NewFilesystem(root)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +66,7 @@ func startMirrorWith(t *testing.T, root, upstreamURL string, more map[string]str
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := cache.New(store, up, append(copts, cache.WithLogger(logrus.NewEntry(log)))...)
+		c := cache.New(store, up, append(copts, cache.WithLogger(logrus.NewEntry(log)), cache.WithIndex(ix))...)
 		t.Cleanup(c.Close)
 		return c
 	}

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"testing"
 
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // TestReferrersPassThrough: distribution's registry has no referrers API, so a

@@ -19,6 +19,7 @@ import (
 	"github.com/ocimirror/proxy/cache"
 	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/proxy"
+	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 	"github.com/ocimirror/proxy/upstream"
 )
@@ -68,11 +69,19 @@ func newLogger(c config.Log) *logrus.Entry {
 
 // runServer wires storage, upstream, cache and front end, and serves until ctx ends.
 func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
+	ix, err := openIndex(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer ix.Close()
 	store, err := storage.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
 	if err != nil {
 		return err
 	}
-	def, byHost, err := newCaches(cfg, store, log)
+	if err := reconcile(ctx, ix, store, log); err != nil {
+		return err
+	}
+	def, byHost, err := newCaches(cfg, store, ix, log)
 	if err != nil {
 		return err
 	}
@@ -81,6 +90,8 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 			c.Close()
 		}
 	}()
+	stopEviction := startEviction(cfg, ix, store, byHost, log)
+	defer stopEviction()
 	h := proxy.New(def, proxy.WithUpstreams(byHost), proxy.WithLogger(log),
 		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled))
 
@@ -135,13 +146,13 @@ func listenAndServe(srv *http.Server, ln net.Listener, tlsCfg config.TLS) error 
 
 // newCaches builds the default upstream's cache and one cache per further
 // upstream, keyed by every registry host that names it.
-func newCaches(cfg *config.Config, store *storage.Store, log *logrus.Entry) (*cache.Cache, map[string]*cache.Cache, error) {
+func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, log *logrus.Entry) (*cache.Cache, map[string]*cache.Cache, error) {
 	p := cfg.Proxy
 	up, err := newUpstream(p, p.RemoteURL, p.Username, p.Password, p.CAFile, p.InsecureSkipVerify, p.AuthHosts, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	def := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness))
+	def := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness), cache.WithIndex(ix))
 	byHost := map[string]*cache.Cache{}
 	for _, h := range p.DefaultHosts() {
 		byHost[h] = def
@@ -152,7 +163,7 @@ func newCaches(cfg *config.Config, store *storage.Store, log *logrus.Entry) (*ca
 			return nil, nil, fmt.Errorf("upstream %s: %w", u.Host, err)
 		}
 		byHost[u.Host] = cache.New(store, up, cache.WithLogger(log.WithField("upstream", u.Host)),
-			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host))
+			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host), cache.WithIndex(ix))
 		if u.Username != "" {
 			log.WithField("upstream", u.Host).Warn("this upstream has credentials and the mirror has no client auth: " +
 				"anyone who reaches the mirror can pull its content")
@@ -163,6 +174,30 @@ func newCaches(cfg *config.Config, store *storage.Store, log *logrus.Entry) (*ca
 			"anyone who reaches the mirror can pull its content")
 	}
 	return def, byHost, nil
+}
+
+// startEviction runs the evictor when storage.delete.enabled; the returned func
+// stops it and waits for the pass in progress.
+func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store, byHost map[string]*cache.Cache, log *logrus.Entry) func() {
+	if !cfg.Storage.Delete.Enabled {
+		log.Warn("storage.delete.enabled is false: nothing is ever evicted and the cache grows without bound")
+		return func() {}
+	}
+	var caches []*cache.Cache
+	seen := map[*cache.Cache]bool{}
+	for _, c := range byHost {
+		if !seen[c] {
+			seen[c] = true
+			caches = append(caches, c)
+		}
+	}
+	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: caches},
+		scheduler.WithMaxSize(int64(cfg.Proxy.MaxSize)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ev.Run(ctx) }()
+	log.WithFields(logrus.Fields{"ttl": cfg.Proxy.TTL, "maxsize": cfg.Proxy.MaxSize.String()}).Info("eviction enabled")
+	return func() { cancel(); <-done }
 }
 
 // newUpstream builds an upstream client; timeouts, retries and limits are the

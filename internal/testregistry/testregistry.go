@@ -58,7 +58,7 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	cfg.Storage["delete"] = configuration.Parameters{"enabled": true}
 	cfg.Log.Level = "panic" // its 404s are expected here, not news
 	cfg.Log.AccessLog.Disabled = true
-	logrus.SetLevel(logrus.ErrorLevel)
+	logrus.SetLevel(logrus.PanicLevel)
 	r := &Registry{
 		app:   handlers.NewApp(context.Background(), cfg),
 		count: map[string]*atomic.Int64{},

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/scheduler"
+	"github.com/ocimirror/proxy/storage"
+)
+
+// openIndex opens the scheduler's index in the storage root. It also takes the
+// root's lock, so it must come before anything else touches the root.
+func openIndex(cfg *config.Config, log *logrus.Entry) (*scheduler.Index, error) {
+	path := filepath.Join(cfg.Storage.Filesystem.RootDirectory, "_proxy", "scheduler.db")
+	ix, err := scheduler.Open(path, scheduler.WithTTL(cfg.Proxy.TTL), scheduler.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("storage root %s: %w", cfg.Storage.Filesystem.RootDirectory, err)
+	}
+	return ix, nil
+}
+
+// reconcile makes the index match the disk: content without an entry gets one
+// (last access: its link's mtime), entries whose content is gone are dropped.
+func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, log *logrus.Entry) error {
+	var present []scheduler.Entry
+	kinds := map[storage.ItemKind]scheduler.Kind{
+		storage.ItemTag: scheduler.KindTag, storage.ItemManifest: scheduler.KindManifest, storage.ItemBlob: scheduler.KindBlob,
+	}
+	err := store.Walk(ctx, func(it storage.Item) {
+		present = append(present, scheduler.Entry{
+			Key:  scheduler.Key{Kind: kinds[it.Kind], Repo: it.Repo, Digest: it.Digest, Tag: it.Tag},
+			Size: it.Size, LastAccess: it.ModTime,
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("walk storage: %w", err)
+	}
+	added, dropped, err := ix.Reconcile(ctx, present)
+	if err != nil {
+		return fmt.Errorf("reconcile index: %w", err)
+	}
+	log.WithFields(logrus.Fields{"entries": ix.Len(), "added": added, "dropped": dropped,
+		"bytes": ix.TotalSize()}).Info("cache index reconciled with storage")
+	return nil
+}

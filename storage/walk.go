@@ -1,0 +1,86 @@
+package storage
+
+import (
+	"context"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Item is one stored thing the scheduler tracks, found by Walk.
+type Item struct {
+	Kind    ItemKind
+	Repo    string
+	Digest  digest.Digest // a tag's: the manifest it points at
+	Tag     string
+	Size    int64 // of the content, for manifests and blobs
+	ModTime time.Time
+}
+
+// ItemKind says what an Item is.
+type ItemKind int
+
+const (
+	ItemTag ItemKind = iota + 1
+	ItemManifest
+	ItemBlob
+)
+
+// Walk reports every tag, manifest revision and layer link of every repository
+// whose content is present, so that the scheduler's index can be reconciled with
+// the disk at start. Links to missing content are skipped.
+func (s *Store) Walk(ctx context.Context, fn func(Item)) error {
+	repos, err := s.Repositories(ctx)
+	if err != nil {
+		return err
+	}
+	for _, repo := range repos {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.walkLinks(ctx, repo, "_layers", ItemBlob, fn)
+		s.walkLinks(ctx, repo, "_manifests/revisions", ItemManifest, fn)
+		s.walkTags(ctx, repo, fn)
+	}
+	return nil
+}
+
+// walkLinks reports the links under repo/<dir>/<alg>/<hex>/link.
+func (s *Store) walkLinks(ctx context.Context, repo, dir string, kind ItemKind, fn func(Item)) {
+	algs, _ := s.d.List(ctx, path.Join(repoPath(repo), dir))
+	for _, alg := range algs {
+		hexes, _ := s.d.List(ctx, alg)
+		for _, h := range hexes {
+			d := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(alg)), path.Base(h))
+			if d.Validate() != nil {
+				continue
+			}
+			fi, err := s.d.Stat(ctx, blobDataPath(d))
+			if err != nil {
+				continue
+			}
+			lt := fi.ModTime()
+			if li, err := s.d.Stat(ctx, path.Join(h, "link")); err == nil {
+				lt = li.ModTime()
+			}
+			fn(Item{Kind: kind, Repo: repo, Digest: d, Size: fi.Size(), ModTime: lt})
+		}
+	}
+}
+
+func (s *Store) walkTags(ctx context.Context, repo string, fn func(Item)) {
+	tags, _ := s.Tags(ctx, repo)
+	for _, tag := range tags {
+		d, err := s.ResolveTag(ctx, repo, tag)
+		if err != nil {
+			continue
+		}
+		fi, err := s.d.Stat(ctx, tagCurrentPath(repo, tag))
+		if err != nil || strings.Contains(tag, "/") {
+			continue
+		}
+		fn(Item{Kind: ItemTag, Repo: repo, Digest: d, Tag: tag, ModTime: fi.ModTime()})
+	}
+}

@@ -260,7 +260,7 @@ func TestEvictionAndRootLock(t *testing.T) {
 	ld, _ := layers[0].Digest()
 	bin := buildProxy(t)
 	root := t.TempDir()
-	addr, _, logs, cfgPath := startProxyConfig(t, bin, reg.URL, root, "  ttl: 2s\n")
+	addr, _, logs, cfgPath := startProxyConfig(t, bin, reg.URL, root, "  ttl: 5s\n")
 	crane(t, "pull", addr+"/ev/app:v1", filepath.Join(t.TempDir(), "img.tar"))
 	blob := filepath.Join(root, "docker/registry/v2/blobs/sha256", ld.Hex[:2], ld.Hex, "data")
 	if _, err := os.Stat(blob); err != nil {
@@ -281,13 +281,13 @@ func TestEvictionAndRootLock(t *testing.T) {
 		t.Fatal("second proxy on the same root did not fail within 10s")
 	}
 
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(blob); os.IsNotExist(err) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("layer still on disk 15s after a 2s TTL\n%s", logs)
+			t.Fatalf("layer still on disk 30s after a 5s TTL\n%s", logs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

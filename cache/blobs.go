@@ -203,6 +203,7 @@ func (c *Cache) runFill(f *fill) {
 	defer f.release()
 	err := c.fetchInto(f)
 	f.finish(err)
+	c.metrics.Fill(c.up.Host(), f.written, err)
 	if err == nil {
 		err = c.store.CommitBlob(c.ctx, f.file, f.dgst)
 	}
@@ -305,6 +306,13 @@ func (r *fillReader) sendFrom(w io.ReaderFrom, file *os.File) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// Fills returns how many fills are in progress.
+func (c *Cache) Fills() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.fills)
 }
 
 // Filling reports whether a fill of dgst is in progress.

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/ocimirror/proxy/metrics"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 	"github.com/ocimirror/proxy/upstream"
@@ -42,6 +43,7 @@ type Cache struct {
 	log   *logrus.Entry
 
 	index        *scheduler.Index // nil: nothing recorded
+	metrics      *metrics.Metrics // nil: nothing counted
 	namespace    string           // prefix of local repository names; "" for the default upstream
 	tagFreshness time.Duration
 	fresh        sync.Map // repo:tag:accept -> time.Time of the last revalidation
@@ -70,6 +72,9 @@ func WithTagFreshness(d time.Duration) Option { return func(c *Cache) { c.tagFre
 // host), so equal names of different upstreams never share tags or links. The
 // default upstream has none: its layout is registry:2's.
 func WithNamespace(prefix string) Option { return func(c *Cache) { c.namespace = prefix } }
+
+// WithMetrics counts fills and upstream bytes in m.
+func WithMetrics(m *metrics.Metrics) Option { return func(c *Cache) { c.metrics = m } }
 
 // New returns a cache of up stored in store. Close stops fills in progress.
 func New(store *storage.Store, up *upstream.Client, opts ...Option) *Cache {

@@ -7,6 +7,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -141,6 +142,7 @@ func TestCranePullThroughBinary(t *testing.T) {
 	if !strings.Contains(logs.String(), "cache=hit") {
 		t.Fatalf("access log has no cache=hit line:\n%s", logs.String())
 	}
+	checkOps(t, addr)
 
 	// SIGTERM stops it cleanly.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -292,4 +294,38 @@ func TestEvictionAndRootLock(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	crane(t, "pull", addr+"/ev/app:v1", filepath.Join(t.TempDir(), "img.tar")) // fetched again
+}
+
+// checkOps reads the health endpoints and the metrics of a proxy that served a
+// cold and a warm pull.
+func checkOps(t *testing.T, addr string) {
+	t.Helper()
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + addr + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", p, err, resp)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`proxy_cache_requests_total{result="hit",route="blobs"} 4`,
+		`proxy_cache_requests_total{result="miss",route="blobs"} 4`,
+		`proxy_blob_fills_total{outcome="ok",upstream="127.0.0.1:`,
+		`proxy_http_requests_total{code="200",method="GET",route="manifests"}`,
+		"proxy_cache_size_bytes ",
+		"proxy_blob_fills_in_flight 0",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(string(body), "proxy_cache_size_bytes 0\n") {
+		t.Error("cache size is 0 after a pull")
+	}
 }

@@ -57,19 +57,31 @@ func (w *logWriter) ReadFrom(src io.Reader) (int64, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// finish counts the request in the metrics and writes its access log line.
+func (h *Handler) finish(w *logWriter, r *http.Request, req *request) {
+	took := time.Since(w.start)
+	h.metrics.Request(routeNames[req.kind], r.Method, w.status, string(req.source), w.bytes, took)
+	if h.access {
+		h.logRequest(w, r, req, took)
+	}
+}
+
+// routeNames label metrics by API route.
+var routeNames = map[kind]string{
+	kindInvalid: "invalid", kindBase: "base", kindCatalog: "catalog", kindManifest: "manifests", kindBlob: "blobs",
+	kindUpload: "uploads", kindTags: "tags", kindReferrers: "referrers",
+}
+
 // logRequest writes the one line per request: method, path, status, bytes,
 // duration and where the content came from. No header is logged: they may carry
 // credentials.
-func (h *Handler) logRequest(w *logWriter, r *http.Request, req *request) {
-	if !h.access {
-		return
-	}
+func (h *Handler) logRequest(w *logWriter, r *http.Request, req *request, took time.Duration) {
 	f := logrus.Fields{
 		"method":   r.Method,
 		"path":     r.URL.Path,
 		"status":   w.status,
 		"bytes":    w.bytes,
-		"duration": time.Since(w.start).Round(time.Microsecond).String(),
+		"duration": took.Round(time.Microsecond).String(),
 		"remote":   r.RemoteAddr,
 	}
 	if req.source != "" {

@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/metrics"
 )
 
 // Handler serves the pull side of the OCI distribution API from a cache.
@@ -17,6 +18,7 @@ type Handler struct {
 	log     *logrus.Entry
 	headers http.Header
 	access  bool
+	metrics *metrics.Metrics
 }
 
 // Option configures a Handler.
@@ -30,6 +32,9 @@ func WithHeaders(hdr http.Header) Option { return func(h *Handler) { h.headers =
 
 // WithAccessLog turns the one-line-per-request log on or off (default on).
 func WithAccessLog(on bool) Option { return func(h *Handler) { h.access = on } }
+
+// WithMetrics counts requests, results and bytes in m.
+func WithMetrics(m *metrics.Metrics) Option { return func(h *Handler) { h.metrics = m } }
 
 // New returns a handler serving c.
 func New(c *cache.Cache, opts ...Option) *Handler {
@@ -55,7 +60,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, req *request) erro
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lw := newLogWriter(w)
 	req := &request{}
-	defer h.logRequest(lw, r, req)
+	defer h.finish(lw, r, req)
 	for k, v := range h.headers {
 		lw.Header()[k] = v
 	}
@@ -63,6 +68,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rt, err := parseRoute(r.URL.Path)
 	if err != nil {
+		req.kind = kindInvalid
 		lw.err = err
 		writeError(lw, r, rt.kind, err)
 		return

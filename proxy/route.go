@@ -13,7 +13,8 @@ import (
 type kind int
 
 const (
-	kindBase kind = iota
+	kindInvalid kind = iota - 1 // a path that is no API endpoint
+	kindBase
 	kindCatalog
 	kindManifest
 	kindBlob

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/ocimirror/proxy/cache"
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/metrics"
 	"github.com/ocimirror/proxy/proxy"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
@@ -81,7 +81,8 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 	if err := reconcile(ctx, ix, store, log); err != nil {
 		return err
 	}
-	def, byHost, err := newCaches(cfg, store, ix, log)
+	reg, m := newRegistry(ix)
+	def, byHost, err := newCaches(cfg, store, ix, m, log)
 	if err != nil {
 		return err
 	}
@@ -92,8 +93,10 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 	}()
 	stopEviction := startEviction(cfg, ix, store, byHost, log)
 	defer stopEviction()
-	h := proxy.New(def, proxy.WithUpstreams(byHost), proxy.WithLogger(log),
+	registerFills(reg, distinct(byHost))
+	api := proxy.New(def, proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),
 		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled))
+	h := rootHandler(api, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == "")
 
 	ln, err := net.Listen(cfg.HTTP.Net, cfg.HTTP.Addr)
 	if err != nil {
@@ -107,7 +110,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 		ErrorLog:          newStdLogger(log),
 	}
 	if cfg.HTTP.Debug.Addr != "" {
-		go serveDebug(cfg.HTTP.Debug.Addr, log)
+		go serveDebug(cfg.HTTP.Debug.Addr, reg, log)
 	}
 	log.WithFields(logrus.Fields{
 		"addr": ln.Addr().String(), "upstream": cfg.Proxy.RemoteURL, "upstreams": len(cfg.Upstreams),
@@ -146,13 +149,13 @@ func listenAndServe(srv *http.Server, ln net.Listener, tlsCfg config.TLS) error 
 
 // newCaches builds the default upstream's cache and one cache per further
 // upstream, keyed by every registry host that names it.
-func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, log *logrus.Entry) (*cache.Cache, map[string]*cache.Cache, error) {
+func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m *metrics.Metrics, log *logrus.Entry) (*cache.Cache, map[string]*cache.Cache, error) {
 	p := cfg.Proxy
 	up, err := newUpstream(p, p.RemoteURL, p.Username, p.Password, p.CAFile, p.InsecureSkipVerify, p.AuthHosts, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	def := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness), cache.WithIndex(ix))
+	def := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness), cache.WithIndex(ix), cache.WithMetrics(m))
 	byHost := map[string]*cache.Cache{}
 	for _, h := range p.DefaultHosts() {
 		byHost[h] = def
@@ -163,7 +166,7 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, lo
 			return nil, nil, fmt.Errorf("upstream %s: %w", u.Host, err)
 		}
 		byHost[u.Host] = cache.New(store, up, cache.WithLogger(log.WithField("upstream", u.Host)),
-			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host), cache.WithIndex(ix))
+			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host), cache.WithIndex(ix), cache.WithMetrics(m))
 		if u.Username != "" {
 			log.WithField("upstream", u.Host).Warn("this upstream has credentials and the mirror has no client auth: " +
 				"anyone who reaches the mirror can pull its content")
@@ -183,15 +186,7 @@ func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store
 		log.Warn("storage.delete.enabled is false: nothing is ever evicted and the cache grows without bound")
 		return func() {}
 	}
-	var caches []*cache.Cache
-	seen := map[*cache.Cache]bool{}
-	for _, c := range byHost {
-		if !seen[c] {
-			seen[c] = true
-			caches = append(caches, c)
-		}
-	}
-	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: caches},
+	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: distinct(byHost)},
 		scheduler.WithMaxSize(int64(cfg.Proxy.MaxSize)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -223,17 +218,15 @@ func newUpstream(p config.Proxy, remoteURL, user, pass, ca string, skipVerify bo
 	return upstream.New(remoteURL, opts...)
 }
 
-// serveDebug serves pprof on the debug address.
-func serveDebug(addr string, log *logrus.Entry) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	log.WithField("addr", addr).Info("debug server listening")
-	if err := srv.ListenAndServe(); err != nil {
-		log.WithError(err).Error("debug server stopped")
+// distinct returns each cache once (the default answers to several hosts).
+func distinct(byHost map[string]*cache.Cache) []*cache.Cache {
+	var out []*cache.Cache
+	seen := map[*cache.Cache]bool{}
+	for _, c := range byHost {
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
 	}
+	return out
 }

@@ -1,0 +1,82 @@
+// Package metrics defines the mirror's Prometheus metrics. The collectors live in a
+// registry the caller owns (no global state); the packages that count receive a
+// *Metrics, and a nil *Metrics counts nothing.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the counters the front end and the caches update.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	results       *prometheus.CounterVec
+	servedBytes   *prometheus.CounterVec
+	upstreamBytes *prometheus.CounterVec
+	fills         *prometheus.CounterVec
+}
+
+// New creates the metrics and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_http_requests_total", Help: "Requests by API route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "proxy_http_request_duration_seconds", Help: "Time to serve a request, by API route.",
+			Buckets: []float64{.001, .005, .02, .1, .5, 2, 10, 60, 300},
+		}, []string{"route"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_cache_requests_total", Help: "Manifest and blob requests by route and result (hit, miss, stale).",
+		}, []string{"route", "result"}),
+		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_served_bytes_total", Help: "Response body bytes sent to clients, by result (hit: from local storage).",
+		}, []string{"result"}),
+		upstreamBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_upstream_blob_bytes_total", Help: "Blob bytes fetched from each upstream.",
+		}, []string{"upstream"}),
+		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_blob_fills_total", Help: "Blob fills from each upstream, by outcome (ok, failed).",
+		}, []string{"upstream", "outcome"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.results, m.servedBytes, m.upstreamBytes, m.fills)
+	return m
+}
+
+// Request counts one served request. result is "" for routes that are not
+// cached content.
+func (m *Metrics) Request(route, method string, code int, result string, bytes int64, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(took.Seconds())
+	if result != "" {
+		m.results.WithLabelValues(route, result).Inc()
+		m.servedBytes.WithLabelValues(result).Add(float64(bytes))
+	}
+}
+
+// Fill counts one finished blob fill from upstream and the bytes it fetched.
+func (m *Metrics) Fill(upstream string, bytes int64, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
+	}
+	m.fills.WithLabelValues(upstream, outcome).Inc()
+	m.upstreamBytes.WithLabelValues(upstream).Add(float64(bytes))
+}
+
+// Handler serves the registry's metrics in the Prometheus text format.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}

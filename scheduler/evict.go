@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,13 +26,17 @@ type Deleter interface {
 	InUse(dgst digest.Digest) bool
 }
 
-// Stats counts what an eviction pass did, for metrics and logs.
+// Stats counts what an eviction pass did (or, from Plan, would do), for metrics,
+// logs and the gc command.
 type Stats struct {
 	Tags, Manifests, Links int   // entries removed by kind; Links are blob links
 	Blobs                  int   // contents deleted, blob or manifest, once per digest
 	Bytes                  int64 // bytes of content deleted
+	ManifestBlobs          int   // of Blobs, manifests (content a manifest entry linked)
+	ManifestBytes          int64 // of Bytes, the manifests'
 	Skipped                int   // in use, or pulled while the pass ran: left for later
 	Failed                 int   // deletions that failed: their entries stay for the next pass
+	Pinned                 int   // due for eviction but pinned: kept
 }
 
 // Evictor deletes expired entries and, above a size cap, the least recently used.
@@ -40,11 +45,14 @@ type Evictor struct {
 	d        Deleter
 	maxSize  int64
 	lowWater float64
+	pinned   func(Key) bool // nil: nothing is pinned
 	log      *logrus.Entry
 	retry    time.Duration // first wait after a pass that had to leave work undone
 	maxWait  time.Duration // longest sleep between passes
 	wake     chan struct{}
 	passMu   sync.Mutex // one pass at a time
+
+	pinWarned bool // the cap is not met because of pinned content, and the log said so; used by Run only
 }
 
 // EvictOption configures an Evictor.
@@ -64,6 +72,14 @@ func WithLowWater(fraction float64) EvictOption {
 			ev.lowWater = fraction
 		}
 	}
+}
+
+// WithPinned makes the evictor keep every entry for which pinned reports true,
+// whether expired or over the cap; Pinned builds one from patterns. A tag that
+// stays keeps the manifest it points at anyway. pinned is called with the index
+// locked: it must be quick and must not call the index.
+func WithPinned(pinned func(Key) bool) EvictOption {
+	return func(ev *Evictor) { ev.pinned = pinned }
 }
 
 // NewEvictor returns an evictor of ix that deletes through d. It logs with the
@@ -98,6 +114,7 @@ func (ev *Evictor) Run(ctx context.Context) {
 		now := ev.ix.now()
 		st, err := ev.EvictOnce(ctx, now)
 		ev.report(st, err)
+		ev.warnPinnedOverCap(st)
 		wait, stuck := ev.nextWait(now)
 		wake := ev.wake
 		if stuck {
@@ -123,7 +140,7 @@ func (ev *Evictor) nextWait(now time.Time) (time.Duration, bool) {
 	if ev.maxSize > 0 && ev.ix.TotalSize() > ev.maxSize {
 		return 0, true
 	}
-	next, ok := ev.ix.NextExpiry()
+	next, ok := ev.ix.nextExpiry(ev.pinned) // a pinned entry never expires
 	switch {
 	case !ok:
 		return ev.maxWait, false
@@ -136,7 +153,7 @@ func (ev *Evictor) nextWait(now time.Time) (time.Duration, bool) {
 func (ev *Evictor) report(st Stats, err error) {
 	l := ev.log.WithFields(logrus.Fields{
 		"tags": st.Tags, "manifests": st.Manifests, "links": st.Links, "blobs": st.Blobs,
-		"bytes": st.Bytes, "skipped": st.Skipped, "failed": st.Failed,
+		"bytes": st.Bytes, "skipped": st.Skipped, "failed": st.Failed, "pinned": st.Pinned,
 	})
 	switch {
 	case st.Tags+st.Manifests+st.Links+st.Blobs+st.Failed > 0:
@@ -149,6 +166,21 @@ func (ev *Evictor) report(st Stats, err error) {
 	}
 }
 
+// warnPinnedOverCap says once, until the cap is met again, that pinned content
+// alone keeps the cache above its cap: no pass can help, only a larger cap or
+// fewer pins.
+func (ev *Evictor) warnPinnedOverCap(st Stats) {
+	over := ev.maxSize > 0 && ev.ix.TotalSize() > ev.maxSize
+	switch {
+	case !over:
+		ev.pinWarned = false
+	case st.Pinned > 0 && st.Skipped+st.Failed == 0 && !ev.pinWarned:
+		ev.pinWarned = true
+		ev.log.WithFields(logrus.Fields{"bytes": ev.ix.TotalSize(), "maxsize": ev.maxSize}).
+			Warn("scheduler: pinned content keeps the cache above its size cap")
+	}
+}
+
 // EvictOnce runs one pass at now: expired entries, then the size cap. Links go
 // first (tags, manifests, blob links), then content no remaining entry links. A
 // failed deletion is logged and the pass goes on; the error returned sums up the
@@ -157,8 +189,8 @@ func (ev *Evictor) EvictOnce(ctx context.Context, now time.Time) (Stats, error) 
 	ev.passMu.Lock()
 	defer ev.passMu.Unlock()
 	p := &pass{ev: ev, pending: make(map[digest.Digest][]victim)}
-	victims, held := ev.plan(now)
-	p.stats.Skipped = held
+	victims, planned := ev.plan(now)
+	p.stats.Skipped, p.stats.Pinned = planned.Skipped, planned.Pinned
 	for _, v := range victims {
 		if ctx.Err() != nil {
 			break
@@ -184,13 +216,22 @@ func (ev *Evictor) EvictOnce(ctx context.Context, now time.Time) (Stats, error) 
 	return p.stats, errors.Join(errs...)
 }
 
+// Plan reports what EvictOnce at now would delete and free, deleting nothing:
+// a dry run. Content in use now counts as Skipped, as in a pass.
+func (ev *Evictor) Plan(now time.Time) Stats {
+	ev.passMu.Lock()
+	defer ev.passMu.Unlock()
+	_, st := ev.plan(now)
+	return st
+}
+
 // plan asks the index for victims, again without those whose content is in use,
-// so that the size cap is met with others.
-func (ev *Evictor) plan(now time.Time) (vs []victim, held int) {
+// so that the size cap is met with others. The Stats are the planner's.
+func (ev *Evictor) plan(now time.Time) (vs []victim, st Stats) {
 	low := int64(math.Round(ev.lowWater * float64(ev.maxSize)))
 	skip := make(map[digest.Digest]bool)
 	for range 4 { // in-use content is rare; a few rounds settle it
-		vs, held = ev.ix.plan(now, ev.maxSize, low, skip)
+		vs, st = ev.ix.plan(now, ev.maxSize, low, skip, ev.pinned)
 		more := false
 		for _, v := range vs {
 			if v.Kind != KindTag && !skip[v.Digest] && ev.d.InUse(v.Digest) {
@@ -201,7 +242,7 @@ func (ev *Evictor) plan(now time.Time) (vs []victim, held int) {
 			break
 		}
 	}
-	return vs, held
+	return vs, st
 }
 
 // pass is the state of one EvictOnce.
@@ -247,8 +288,7 @@ func (p *pass) deleteContent(ctx context.Context, d digest.Digest, vs []victim) 
 			p.fail(Key{Kind: vs[0].Kind, Repo: vs[0].Repo, Digest: d}, fmt.Errorf("delete content: %w", err))
 			return
 		}
-		p.stats.Blobs++
-		p.stats.Bytes += vs[0].Size
+		p.stats.freed(vs[0].Size, slices.ContainsFunc(vs, func(v victim) bool { return v.Kind == KindManifest }))
 	}
 	for _, v := range vs {
 		p.drop(v)
@@ -261,14 +301,7 @@ func (p *pass) drop(v victim) {
 		p.stats.Skipped++
 		return
 	}
-	switch v.Kind {
-	case KindTag:
-		p.stats.Tags++
-	case KindManifest:
-		p.stats.Manifests++
-	default:
-		p.stats.Links++
-	}
+	p.stats.count(v.Kind)
 }
 
 func (p *pass) fail(k Key, err error) {

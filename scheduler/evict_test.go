@@ -78,7 +78,7 @@ func TestEvictExpiredInOrder(t *testing.T) {
 		callBlob("m"),
 		callBlob("layer"),
 	)
-	want := Stats{Tags: 1, Manifests: 1, Links: 1, Blobs: 2, Bytes: 110}
+	want := Stats{Tags: 1, Manifests: 1, Links: 1, Blobs: 2, Bytes: 110, ManifestBlobs: 1, ManifestBytes: 10}
 	if st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}

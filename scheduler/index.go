@@ -234,14 +234,22 @@ func (ix *Index) TotalSize() int64 {
 
 // NextExpiry returns the earliest expiry of any entry; false if the index is
 // empty or entries never expire.
-func (ix *Index) NextExpiry() (time.Time, bool) {
+func (ix *Index) NextExpiry() (time.Time, bool) { return ix.nextExpiry(nil) }
+
+// nextExpiry is NextExpiry over the entries keep does not report (nil: all). It
+// passes over kept entries at the front of the list, expired ones included.
+func (ix *Index) nextExpiry(keep func(Key) bool) (time.Time, bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	x := ix.list.front()
-	if x == nil || ix.ttl <= 0 {
+	if ix.ttl <= 0 {
 		return time.Time{}, false
 	}
-	return time.Unix(0, x.access).Add(ix.ttl), true
+	for x := ix.list.front(); x != nil; x = ix.list.after(x) {
+		if keep == nil || !keep(x.key()) {
+			return time.Unix(0, x.access).Add(ix.ttl), true
+		}
+	}
+	return time.Time{}, false
 }
 
 // Reconcile makes the index match the storage, typically at start: present lists
@@ -393,6 +401,15 @@ func (ix *Index) resize(x *entry, size int64) {
 	ix.contents[x.target] = c
 }
 
+// key returns x's Key; ix.mu is held.
+func (x *entry) key() Key {
+	k := Key{Kind: x.id.kind, Repo: x.id.repo, Digest: x.target}
+	if x.id.kind == KindTag {
+		k.Tag = x.id.ref
+	}
+	return k
+}
+
 // manifestOf returns the id of the manifest revision a tag entry points at.
 func manifestOf(tag *entry) id {
 	return id{KindManifest, tag.id.repo, string(tag.target)}
@@ -423,11 +440,7 @@ func (ix *Index) watch(limit int64, c chan struct{}) {
 
 // entry returns x as an Entry; ix.mu is held.
 func (ix *Index) entry(x *entry) Entry {
-	k := Key{Kind: x.id.kind, Repo: x.id.repo, Digest: x.target}
-	if x.id.kind == KindTag {
-		k.Tag = x.id.ref
-	}
-	e := Entry{Key: k, Size: x.size, LastAccess: time.Unix(0, x.access)}
+	e := Entry{Key: x.key(), Size: x.size, LastAccess: time.Unix(0, x.access)}
 	if ix.ttl > 0 {
 		e.Expires = e.LastAccess.Add(ix.ttl)
 	}

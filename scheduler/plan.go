@@ -15,30 +15,36 @@ type victim struct {
 
 // planner picks victims under Index.mu.
 type planner struct {
-	ix     *Index
-	skip   map[digest.Digest]bool // content in use: left alone this pass
-	chosen map[*entry]bool
-	held   map[*entry]bool // left alone because their content is in use
-	list   []*entry
-	tags   map[id]int            // manifest id -> chosen tags pointing at it
-	links  map[digest.Digest]int // content -> chosen blob and manifest entries linking it
-	freed  int64                 // bytes of content whose every link is chosen
+	ix        *Index
+	skip      map[digest.Digest]bool // content in use: left alone this pass
+	isPinned  func(Key) bool         // entries never evicted; nil: none
+	chosen    map[*entry]bool
+	held      map[*entry]bool // left alone because their content is in use
+	pinned    map[*entry]bool // left alone because they are pinned
+	list      []*entry
+	tags      map[id]int            // manifest id -> chosen tags pointing at it
+	links     map[digest.Digest]int // content -> chosen blob and manifest entries linking it
+	manifests map[digest.Digest]bool
+	freed     int64 // bytes of content whose every link is chosen
 }
 
 // plan picks what an eviction pass at now deletes, in deletion order: tags, then
 // manifests, then blob links. Expired entries first; then, while the content left
 // would exceed maxBytes (0: no cap), the least recently used ones, until it would
-// be at most low. Content in skip is left alone (held counts those entries), and
-// so is a manifest that a tag which stays points at.
-func (ix *Index) plan(now time.Time, maxBytes, low int64, skip map[digest.Digest]bool) (vs []victim, held int) {
+// be at most low. Content in skip is left alone, and so are pinned entries and a
+// manifest that a tag which stays points at. The Stats tell what deleting the
+// victims would do; Skipped counts the entries held for content in skip.
+func (ix *Index) plan(now time.Time, maxBytes, low int64, skip map[digest.Digest]bool, pinned func(Key) bool) ([]victim, Stats) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	p := planner{
-		ix: ix, skip: skip,
-		chosen: make(map[*entry]bool),
-		held:   make(map[*entry]bool),
-		tags:   make(map[id]int),
-		links:  make(map[digest.Digest]int),
+		ix: ix, skip: skip, isPinned: pinned,
+		chosen:    make(map[*entry]bool),
+		held:      make(map[*entry]bool),
+		pinned:    make(map[*entry]bool),
+		tags:      make(map[id]int),
+		links:     make(map[digest.Digest]int),
+		manifests: make(map[digest.Digest]bool),
 	}
 	if ix.ttl > 0 {
 		cutoff := now.Add(-ix.ttl).UnixNano()
@@ -52,24 +58,29 @@ func (ix *Index) plan(now time.Time, maxBytes, low int64, skip map[digest.Digest
 		}
 	}
 	if maxBytes > 0 && ix.total-p.freed > maxBytes {
+		// Ends at the back of the list when pinned or held content keeps the
+		// total above low: the pass then does what it can.
 		for x := ix.list.front(); x != nil && ix.total-p.freed > low; x = ix.list.after(x) {
 			p.take(x)
 		}
 	}
 	slices.SortStableFunc(p.list, func(a, b *entry) int { return int(a.id.kind) - int(b.id.kind) })
-	vs = make([]victim, len(p.list))
+	vs := make([]victim, len(p.list))
 	for i, x := range p.list {
 		vs[i] = victim{Entry: ix.entry(x), access: x.access}
 	}
-	return vs, len(p.held)
+	return vs, p.stats()
 }
 
 // take chooses x unless it must stay.
 func (p *planner) take(x *entry) {
-	if p.chosen[x] {
+	if p.chosen[x] || p.pinned[x] {
 		return
 	}
 	switch {
+	case p.isPinned != nil && p.isPinned(x.key()):
+		p.pinned[x] = true
+		return
 	case x.id.kind == KindTag:
 		p.tags[manifestOf(x)]++
 	case p.skip[x.target]:
@@ -79,12 +90,49 @@ func (p *planner) take(x *entry) {
 		return // deleting it would break a tag that stays
 	default:
 		p.links[x.target]++
+		p.manifests[x.target] = p.manifests[x.target] || x.id.kind == KindManifest
 		if c := p.ix.contents[x.target]; p.links[x.target] == c.refs {
 			p.freed += c.size
 		}
 	}
 	p.chosen[x] = true
 	p.list = append(p.list, x)
+}
+
+// stats counts the chosen entries by kind and the content they free.
+func (p *planner) stats() Stats {
+	st := Stats{Skipped: len(p.held), Pinned: len(p.pinned)}
+	for _, x := range p.list {
+		st.count(x.id.kind)
+	}
+	for d, n := range p.links {
+		if c := p.ix.contents[d]; n == c.refs {
+			st.freed(c.size, p.manifests[d])
+		}
+	}
+	return st
+}
+
+// count counts a removed entry of kind k.
+func (st *Stats) count(k Kind) {
+	switch k {
+	case KindTag:
+		st.Tags++
+	case KindManifest:
+		st.Manifests++
+	default:
+		st.Links++
+	}
+}
+
+// freed counts deleted content of size bytes, a manifest's or a blob's.
+func (st *Stats) freed(size int64, manifest bool) {
+	st.Blobs++
+	st.Bytes += size
+	if manifest {
+		st.ManifestBlobs++
+		st.ManifestBytes += size
+	}
 }
 
 // current reports whether v is still as planned: present, not accessed since,

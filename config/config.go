@@ -226,6 +226,12 @@ type Proxy struct {
 	// MaxSize caps the cache (e.g. 50GiB): least recently used content is
 	// evicted down to 90% of it. 0: no cap. Needs storage.delete.enabled.
 	MaxSize ByteSize `yaml:"maxsize"`
+	// Pin lists what eviction never removes, by TTL or by MaxSize: a repository
+	// as stored ("library/alpine", "ghcr.io/owner/app") or repo:tag, each part
+	// a path.Match pattern ("library/*", "team/app:v1.*"). A repo:tag entry
+	// keeps the matching tags and all manifests and layers of the repository;
+	// its other tags may go (see scheduler.Pinned).
+	Pin []string `yaml:"pin"`
 	// Timeouts bound upstream requests.
 	Timeouts Timeouts `yaml:"timeouts"`
 	// Retries is how often a failed upstream request is retried (0..10,

@@ -51,6 +51,7 @@ func (c *Config) Validate() error {
 		c.Proxy.validate,
 		c.validateUpstreams,
 		c.validateEviction,
+		c.validatePins,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

@@ -8,7 +8,9 @@
 // last flush interval of access times, never the index.
 //
 // An Evictor deletes what expired (nobody pulled it within the TTL) and, above a
-// size cap, what was least recently used, through a Deleter the caller supplies.
+// size cap, what was least recently used, through a Deleter the caller supplies;
+// it never evicts what is pinned (WithPinned). Its Plan is the same pass as a dry
+// run.
 package scheduler
 
 import (

@@ -1,7 +1,8 @@
 // Command proxy is an OCI pull-through caching registry proxy (a registry mirror).
 //
-//	proxy serve [CONFIG]   run the mirror (embedded default config without CONFIG)
-//	proxy version          print the version
+//	proxy serve [CONFIG]          run the mirror (embedded default config without CONFIG)
+//	proxy gc [--dry-run] [CONFIG] run one eviction pass by hand and print what it freed
+//	proxy version                 print the version
 package main
 
 import (
@@ -33,6 +34,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "gc":
+		return gc(args[1:], stdout, stderr, os.Environ())
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -52,6 +55,8 @@ commands:
   serve [CONFIG]     run the registry mirror; without CONFIG, the embedded default
                      (listen :5000, storage ./data, upstream Docker Hub)
                      --config CONFIG works too; REGISTRY_* variables override keys
+  gc [--dry-run] [CONFIG]
+                     run one eviction pass now; print what it freed (--dry-run: would free)
   version            print the version
 `)
 }

@@ -186,12 +186,12 @@ func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store
 		log.Warn("storage.delete.enabled is false: nothing is ever evicted and the cache grows without bound")
 		return func() {}
 	}
-	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: distinct(byHost)},
-		scheduler.WithMaxSize(int64(cfg.Proxy.MaxSize)))
+	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: distinct(byHost)}, evictorOptions(cfg)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ev.Run(ctx) }()
-	log.WithFields(logrus.Fields{"ttl": cfg.Proxy.TTL, "maxsize": cfg.Proxy.MaxSize.String()}).Info("eviction enabled")
+	log.WithFields(logrus.Fields{"ttl": cfg.Proxy.TTL, "maxsize": cfg.Proxy.MaxSize.String(),
+		"pins": len(cfg.Proxy.Pin)}).Info("eviction enabled")
 	return func() { cancel(); <-done }
 }
 

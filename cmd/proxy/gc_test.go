@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/scheduler"
+	"github.com/ocimirror/proxy/storage"
+)
+
+// gcImage is one stored image: a tag, its manifest and its layers.
+type gcImage struct {
+	repo, tag string
+	manifest  []byte
+	layers    [][]byte
+}
+
+// The fixture: two images sharing a layer, every entry last pulled two days ago.
+var (
+	sharedLayer = bytes.Repeat([]byte("s"), 3<<10)
+	appLayer    = bytes.Repeat([]byte("a"), 2<<10)
+	alpine      = gcImage{"library/alpine", "3.20", []byte(`{"schemaVersion":2,"name":"alpine"}`), [][]byte{sharedLayer}}
+	app         = gcImage{"team/app", "v1", []byte(`{"schemaVersion":2,"name":"app"}`), [][]byte{sharedLayer, appLayer}}
+)
+
+// gcRoot stores the images in a new storage root and records them in its index
+// as last pulled two days ago. It returns the root.
+func gcRoot(t *testing.T, images ...gcImage) string {
+	t.Helper()
+	ctx := context.Background()
+	root := t.TempDir()
+	store, err := storage.NewFilesystem(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range images {
+		for _, l := range img.layers {
+			commitBlob(t, store, l)
+			if err := store.LinkLayer(ctx, img.repo, digest.FromBytes(l)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		md := digest.FromBytes(img.manifest)
+		if err := store.PutManifest(ctx, img.repo, md, img.manifest); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Tag(ctx, img.repo, img.tag, md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix := openTestIndex(t, root)
+	defer ix.Close()
+	old := time.Now().Add(-48 * time.Hour)
+	err = store.Walk(ctx, func(it storage.Item) {
+		ix.Record(scheduler.Entry{Key: itemKey(it), Size: it.Size, LastAccess: old})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func commitBlob(t *testing.T, store *storage.Store, data []byte) {
+	t.Helper()
+	f, err := store.NewSpool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CommitBlob(context.Background(), f, digest.FromBytes(data)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func itemKey(it storage.Item) scheduler.Key {
+	kinds := map[storage.ItemKind]scheduler.Kind{
+		storage.ItemTag: scheduler.KindTag, storage.ItemManifest: scheduler.KindManifest, storage.ItemBlob: scheduler.KindBlob,
+	}
+	return scheduler.Key{Kind: kinds[it.Kind], Repo: it.Repo, Digest: it.Digest, Tag: it.Tag}
+}
+
+func openTestIndex(t *testing.T, root string) *scheduler.Index {
+	t.Helper()
+	ix, err := scheduler.Open(filepath.Join(root, "_proxy", "scheduler.db"), scheduler.WithLogger(gcLogger(config.Log{Level: "error"}, os.Stderr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+// gcConfig writes a configuration for root and returns its path.
+func gcConfig(t *testing.T, root string, deleteEnabled bool, pins ...string) string {
+	t.Helper()
+	doc := fmt.Sprintf("version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: %q}\n  delete: {enabled: %v}\n"+
+		"proxy:\n  ttl: 1h\n  pin: [%s]\n", root, deleteEnabled, strings.Join(pins, ", "))
+	path := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// stored lists what the root holds on disk, whether the index has an entry for
+// each item, and the index's size. It opens the index unless ix is given.
+func stored(t *testing.T, root string, ix *scheduler.Index) []string {
+	t.Helper()
+	store, err := storage.NewFilesystem(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ix == nil {
+		ix = openTestIndex(t, root)
+		defer ix.Close()
+	}
+	var out []string
+	err = store.Walk(context.Background(), func(it storage.Item) {
+		_, indexed := ix.Get(itemKey(it))
+		out = append(out, fmt.Sprintf("%s indexed=%v", itemKey(it), indexed))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return append(out, fmt.Sprintf("index: %d entries, %d bytes", ix.Len(), ix.TotalSize()))
+}
+
+// lines returns out's lines with their runs of spaces made one.
+func lines(out string) []string {
+	var ls []string
+	for _, l := range strings.Split(out, "\n") {
+		ls = append(ls, strings.Join(strings.Fields(l), " "))
+	}
+	return ls
+}
+
+func TestGC(t *testing.T) {
+	size := func(bs ...[]byte) int64 {
+		var n int64
+		for _, b := range bs {
+			n += int64(len(b))
+		}
+		return n
+	}
+	all := size(alpine.manifest, app.manifest, sharedLayer, appLayer)
+	tests := []struct {
+		name    string
+		dryRun  bool
+		pins    []string
+		want    []string // lines of the report
+		deleted bool     // whether team/app is gone afterwards
+		alpine  bool     // whether library/alpine is still there afterwards
+	}{
+		{
+			name: "dry run", dryRun: true,
+			want: []string{
+				"would free (dry run, nothing deleted):",
+				"tags 2", "manifests 2 " + humanBytes(size(alpine.manifest, app.manifest)),
+				"blob links 3", "blobs 2 5.0 KiB", "total " + humanBytes(all),
+				"cache size: " + humanBytes(all) + " -> 0 B",
+			},
+			alpine: true,
+		},
+		{
+			name: "evicts",
+			want: []string{
+				"freed:", "tags 2", "manifests 2 " + humanBytes(size(alpine.manifest, app.manifest)),
+				"blob links 3", "blobs 2 5.0 KiB", "total " + humanBytes(all),
+				"cache size: " + humanBytes(all) + " -> 0 B",
+			},
+			deleted: true,
+		},
+		{
+			name: "pinned repository stays", pins: []string{"library/*"},
+			want: []string{
+				"freed:", "tags 1", "manifests 1 " + humanBytes(size(app.manifest)),
+				"blob links 2", "blobs 1 2.0 KiB", "total " + humanBytes(size(app.manifest, appLayer)),
+				"cache size: " + humanBytes(all) + " -> " + humanBytes(size(alpine.manifest, sharedLayer)),
+				"kept though due: 3 pinned",
+			},
+			deleted: true, alpine: true,
+		},
+		{
+			name: "pinned tag keeps its repository's links", dryRun: true, pins: []string{"'library/alpine:3.*'"},
+			want: []string{
+				"tags 1", "manifests 1 " + humanBytes(size(app.manifest)), "blob links 2", "blobs 1 2.0 KiB",
+				"kept though due: 3 pinned",
+			},
+			alpine: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := gcRoot(t, alpine, app)
+			before := stored(t, root, nil)
+			args := []string{gcConfig(t, root, true, tt.pins...)}
+			if tt.dryRun {
+				args = append(args, "--dry-run") // after the file: flags go anywhere
+			}
+			var stdout, stderr bytes.Buffer
+			if code := gc(args, &stdout, &stderr, nil); code != exitOK {
+				t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+			}
+			got := lines(stdout.String())
+			for _, w := range tt.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("no line %q in the report:\n%s", w, stdout.String())
+				}
+			}
+			after := stored(t, root, nil)
+			if tt.dryRun && !slices.Equal(before, after) {
+				t.Errorf("a dry run changed the store or index:\nbefore %q\nafter  %q", before, after)
+			}
+			checkRepo(t, root, app, !tt.deleted)
+			checkRepo(t, root, alpine, tt.alpine)
+		})
+	}
+}
+
+// checkRepo checks that img's tag, manifest and layers are all on disk and in
+// the index, or all gone from both.
+func checkRepo(t *testing.T, root string, img gcImage, want bool) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := storage.NewFilesystem(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := openTestIndex(t, root)
+	defer ix.Close()
+	md := digest.FromBytes(img.manifest)
+	keys := []scheduler.Key{{Kind: scheduler.KindTag, Repo: img.repo, Tag: img.tag}, {Kind: scheduler.KindManifest, Repo: img.repo, Digest: md}}
+	_, err = store.ResolveTag(ctx, img.repo, img.tag)
+	onDisk := []bool{err == nil}
+	_, err = store.GetManifest(ctx, img.repo, md)
+	onDisk = append(onDisk, err == nil)
+	for _, l := range img.layers {
+		keys = append(keys, scheduler.Key{Kind: scheduler.KindBlob, Repo: img.repo, Digest: digest.FromBytes(l)})
+		onDisk = append(onDisk, store.HasLayer(ctx, img.repo, digest.FromBytes(l)))
+	}
+	for i, k := range keys {
+		if _, inIndex := ix.Get(k); inIndex != want || onDisk[i] != want {
+			t.Errorf("%s: in the index %v, on disk %v; want %v", k, inIndex, onDisk[i], want)
+		}
+	}
+}
+
+func TestGCRefuses(t *testing.T) {
+	tests := []struct {
+		name     string
+		delete   bool
+		args     []string
+		lock     bool // another Index holds the root, as proxy serve does
+		wantCode int
+		wantErr  string
+	}{
+		{"delete disabled", false, nil, false, exitConfig, "storage.delete.enabled"},
+		{"in use", true, nil, true, exitFail, "in use"},
+		{"in use, dry run", true, []string{"--dry-run"}, true, exitFail, "in use"},
+		{"two files", true, []string{"other.yml"}, false, exitConfig, "one configuration file"},
+		{"unknown flag", true, []string{"--force"}, false, exitConfig, "-force"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := gcRoot(t, app)
+			var held *scheduler.Index
+			if tt.lock {
+				held = openTestIndex(t, root)
+				defer held.Close()
+			}
+			before := stored(t, root, held)
+			var stdout, stderr bytes.Buffer
+			args := append([]string{gcConfig(t, root, tt.delete)}, tt.args...)
+			if code := gc(args, &stdout, &stderr, nil); code != tt.wantCode || !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr.String(), tt.wantCode, tt.wantErr)
+			}
+			if after := stored(t, root, held); !slices.Equal(before, after) {
+				t.Errorf("a refused gc changed the store or index:\nbefore %q\nafter  %q", before, after)
+			}
+		})
+	}
+}
+
+// Without storage.delete.enabled a dry run still reports.
+func TestGCDryRunWithoutDelete(t *testing.T) {
+	root := gcRoot(t, app)
+	var stdout, stderr bytes.Buffer
+	if code := gc([]string{"--dry-run", "--config", gcConfig(t, root, false)}, &stdout, &stderr, nil); code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	if !slices.Contains(lines(stdout.String()), "tags 1") {
+		t.Errorf("report:\n%s", stdout.String())
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	tests := []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"},
+		{5 << 20, "5.0 MiB"}, {1288490189, "1.2 GiB"}, {3 << 40, "3.0 TiB"}, {1 << 62, "4.0 EiB"},
+	}
+	for _, tt := range tests {
+		if got := humanBytes(tt.n); got != tt.want {
+			t.Errorf("humanBytes(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}

@@ -265,8 +265,15 @@ func TestEvictionAndRootLock(t *testing.T) {
 	addr, _, logs, cfgPath := startProxyConfig(t, bin, reg.URL, root, "  ttl: 5s\n")
 	crane(t, "pull", addr+"/ev/app:v1", filepath.Join(t.TempDir(), "img.tar"))
 	blob := filepath.Join(root, "docker/registry/v2/blobs/sha256", ld.Hex[:2], ld.Hex, "data")
-	if _, err := os.Stat(blob); err != nil {
-		t.Fatalf("layer not on disk after the pull: %v", err)
+	// The fill commits just after the client has its last byte: allow it a moment.
+	for wait := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := os.Stat(blob)
+		if err == nil {
+			break
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("layer not on disk 3s after the pull: %v", err)
+		}
 	}
 
 	second := exec.Command(bin, "serve", cfgPath)

@@ -2,7 +2,11 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -72,3 +76,47 @@ func TestEvictionAfterTTL(t *testing.T) {
 }
 
 func digestFromHash(h interface{ String() string }) digest.Digest { return digest.Digest(h.String()) }
+
+// TestReadSurvivesEviction: a client half way through a cached blob keeps
+// reading the right bytes when an eviction pass deletes the blob under it.
+func TestReadSurvivesEviction(t *testing.T) {
+	reg := testregistry.Start(t)
+	img := reg.PushRandom(t, "ev/big:v1", 16<<20, 1) // more than the socket buffers hold
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	root := t.TempDir()
+	ix, err := scheduler.Open(filepath.Join(root, "_proxy", "scheduler.db"), scheduler.WithTTL(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ix.Close() })
+	m := startMirrorIndexed(t, root, reg.URL, nil, ix)
+	m.pull(t, "ev/big:v1")
+	for wait := time.Now().Add(3 * time.Second); m.Cache.Filling(digestFromHash(ld)) && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	resp, err := http.Get(m.URL + "/v2/ev/big/blobs/" + ld.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(h, resp.Body, 1000); err != nil {
+		t.Fatal(err)
+	}
+	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: m.Store, Caches: []*cache.Cache{m.Cache}})
+	st, err := ev.EvictOnce(context.Background(), time.Now().Add(2*time.Hour))
+	if err != nil || st.Blobs == 0 {
+		t.Fatalf("eviction pass: %+v %v", st, err)
+	}
+	if _, err := m.Store.StatBlob(context.Background(), digestFromHash(ld)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("layer still stored after eviction: %v", err)
+	}
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		t.Fatalf("read after eviction: %v", err)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != ld.String() {
+		t.Fatalf("read across eviction hashes to %s, want %s", got, ld)
+	}
+}

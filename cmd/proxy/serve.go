@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/cache"
@@ -67,9 +68,10 @@ func newLogger(c config.Log) *logrus.Entry {
 	return logrus.NewEntry(l).WithFields(logrus.Fields(c.Fields))
 }
 
-// runServer wires storage, upstream, cache and front end, and serves until ctx ends.
+// runServer wires storage, upstreams, caches and front end, and serves until ctx
+// ends.
 func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
-	ix, err := openIndex(cfg, log)
+	ix, err := openIndex(cfg, log) // first: it holds the storage root's lock
 	if err != nil {
 		return err
 	}
@@ -81,23 +83,42 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 	if err := reconcile(ctx, ix, store, log); err != nil {
 		return err
 	}
-	reg, m := newRegistry(ix)
-	def, byHost, err := newCaches(cfg, store, ix, m, log)
+	h, reg, stop, err := newHandler(cfg, ix, store, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, c := range byHost {
+	defer stop()
+	if cfg.HTTP.Debug.Addr != "" {
+		go serveDebug(cfg.HTTP.Debug.Addr, reg, log)
+	}
+	return serveHTTP(ctx, cfg, h, log)
+}
+
+// newHandler builds the caches, the evictor and the HTTP front end. stop ends
+// eviction and fills, in that order.
+func newHandler(cfg *config.Config, ix *scheduler.Index, store *storage.Store, log *logrus.Entry) (http.Handler, *prometheus.Registry, func(), error) {
+	reg, m := newRegistry(ix)
+	def, byHost, err := newCaches(cfg, store, ix, m, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	caches := distinct(byHost)
+	registerFills(reg, caches)
+	stopEviction := startEviction(cfg, ix, store, caches, log)
+	stop := func() {
+		stopEviction()
+		for _, c := range caches {
 			c.Close()
 		}
-	}()
-	stopEviction := startEviction(cfg, ix, store, byHost, log)
-	defer stopEviction()
-	registerFills(reg, distinct(byHost))
+	}
 	api := proxy.New(def, proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),
 		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled))
-	h := rootHandler(api, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == "")
+	return rootHandler(api, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == ""), reg, stop, nil
+}
 
+// serveHTTP serves h until ctx ends, then lets transfers in flight finish for up
+// to http.draintimeout.
+func serveHTTP(ctx context.Context, cfg *config.Config, h http.Handler, log *logrus.Entry) error {
 	ln, err := net.Listen(cfg.HTTP.Net, cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
@@ -108,9 +129,6 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          newStdLogger(log),
-	}
-	if cfg.HTTP.Debug.Addr != "" {
-		go serveDebug(cfg.HTTP.Debug.Addr, reg, log)
 	}
 	log.WithFields(logrus.Fields{
 		"addr": ln.Addr().String(), "upstream": cfg.Proxy.RemoteURL, "upstreams": len(cfg.Upstreams),
@@ -181,12 +199,12 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 
 // startEviction runs the evictor when storage.delete.enabled; the returned func
 // stops it and waits for the pass in progress.
-func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store, byHost map[string]*cache.Cache, log *logrus.Entry) func() {
+func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store, caches []*cache.Cache, log *logrus.Entry) func() {
 	if !cfg.Storage.Delete.Enabled {
 		log.Warn("storage.delete.enabled is false: nothing is ever evicted and the cache grows without bound")
 		return func() {}
 	}
-	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: distinct(byHost)}, evictorOptions(cfg)...)
+	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: caches}, evictorOptions(cfg)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ev.Run(ctx) }()

@@ -50,7 +50,10 @@ func (b *Blob) Reader(ctx context.Context, off, n int64) (io.Reader, error) {
 			return nil, err
 		}
 		if n < 0 {
-			return b.local, nil
+			n = b.size - off
+		}
+		if f, ok := b.local.(*os.File); ok {
+			return &fileSection{f: f, n: n}, nil
 		}
 		return io.LimitReader(b.local, n), nil
 	}
@@ -228,6 +231,46 @@ func (c *Cache) fetchInto(f *fill) error {
 	defer body.Close()
 	f.start(size)
 	return f.copyFrom(body, size)
+}
+
+// sendChunk is how much of a file one sendfile call sends. One call for a whole
+// blob (what io.Copy does) measured about 10% slower for a single client than
+// nginx's 2 MiB pieces here.
+const sendChunk = 2 << 20
+
+// fileSection is n bytes of a file from its current offset. Copied to a socket
+// it goes out by sendfile, sendChunk at a time.
+type fileSection struct {
+	f *os.File
+	n int64
+}
+
+func (s *fileSection) Read(p []byte) (int, error) {
+	if s.n <= 0 {
+		return 0, io.EOF
+	}
+	n, err := s.f.Read(p[:min(int64(len(p)), s.n)])
+	s.n -= int64(n)
+	return n, err
+}
+
+// WriteTo hands w one LimitedReader of the file per chunk: net/http turns each
+// into a sendfile call.
+func (s *fileSection) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for s.n > 0 {
+		chunk := min(s.n, sendChunk)
+		n, err := io.Copy(w, &io.LimitedReader{R: s.f, N: chunk})
+		total += n
+		s.n -= n
+		if err != nil {
+			return total, err
+		}
+		if n < chunk {
+			return total, io.ErrUnexpectedEOF
+		}
+	}
+	return total, nil
 }
 
 // fillReader reads a fill sequentially from off to end.

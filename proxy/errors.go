@@ -15,6 +15,9 @@ import (
 	"github.com/ocimirror/proxy/upstream"
 )
 
+// statusClientClosed is nginx's 499: the client closed the connection first.
+const statusClientClosed = 499
+
 // errNotFound answers a path that is no registry API endpoint.
 var errNotFound = &httpError{status: http.StatusNotFound,
 	err: errcode.ErrorCodeUnsupported.WithMessage("no such registry API endpoint")}
@@ -73,6 +76,10 @@ func classify(k kind, err error) *httpError {
 		return withStatus(http.StatusBadGateway, errcode.ErrorCodeDigestInvalid, "upstream content does not match its digest; not served")
 	case errors.Is(err, cache.ErrSizeMismatch):
 		return withStatus(http.StatusBadGateway, errcode.ErrorCodeSizeInvalid, "upstream body length does not match; not served")
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer, but the log and the
+		// metrics should not call it a server fault.
+		return withStatus(statusClientClosed, errcode.ErrorCodeUnknown, "client closed the request")
 	case isTimeout(err):
 		return withStatus(http.StatusGatewayTimeout, errcode.ErrorCodeUnavailable, "upstream timed out")
 	case isNetwork(err):

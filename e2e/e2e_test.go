@@ -327,6 +327,7 @@ func checkOps(t *testing.T, addr string) {
 		`proxy_http_requests_total{code="200",method="GET",route="manifests"}`,
 		"proxy_cache_size_bytes ",
 		"proxy_blob_fills_in_flight 0",
+		`proxy_upstream_ratelimit_remaining{upstream="127.0.0.1:`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)

@@ -36,6 +36,7 @@ type Client struct {
 	http      *http.Client
 	authHosts map[string]bool // lower-cased "host" or "host:port"
 	auth      authenticator
+	rate      rateLimit
 }
 
 // New returns a client for the registry at remoteURL (e.g.
@@ -67,6 +68,8 @@ func New(remoteURL string, opts ...Option) (*Client, error) {
 		c.authHosts[strings.ToLower(strings.TrimSpace(h))] = true
 	}
 	c.http = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
+	c.rate.limit.Store(-1)
+	c.rate.remaining.Store(-1)
 	c.auth = authenticator{tokens: map[string]cachedToken{}, flight: &singleflight.Group{}}
 	return c, nil
 }

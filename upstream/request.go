@@ -127,6 +127,7 @@ func (c *Client) send(ctx context.Context, r request, authz string) (*http.Respo
 		}
 		return nil, err
 	}
+	c.observeRateLimit(resp.Header)
 	resp.Body = newBodyReader(ctx, resp.Body, c.opts.stallTimeout, cancel)
 	return resp, nil
 }

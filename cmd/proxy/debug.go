@@ -32,8 +32,23 @@ func newRegistry(ix *scheduler.Index) (*prometheus.Registry, *metrics.Metrics) {
 	return reg, metrics.New(reg)
 }
 
-// registerFills adds the gauge of fills in progress across all caches.
-func registerFills(reg *prometheus.Registry, caches []*cache.Cache) {
+// registerCaches adds the gauges read from the caches: fills in progress, and
+// each upstream's remaining pull quota where it announces one (Docker Hub).
+func registerCaches(reg *prometheus.Registry, caches []*cache.Cache) {
+	seen := map[string]bool{} // two upstreams may share a remote host: one series
+	for _, c := range caches {
+		up := c.Upstream()
+		if seen[up.Host()] {
+			continue
+		}
+		seen[up.Host()] = true
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "proxy_upstream_ratelimit_remaining",
+			Help:        "Pulls the upstream said are left in its rate-limit window (-1: never said).",
+			ConstLabels: prometheus.Labels{"upstream": up.Host()}}, func() float64 {
+			n, _ := up.RateLimitRemaining()
+			return float64(n)
+		}))
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "proxy_blob_fills_in_flight",
 		Help: "Blob fills from upstreams in progress."}, func() float64 {
 		n := 0

@@ -103,7 +103,7 @@ func newHandler(cfg *config.Config, ix *scheduler.Index, store *storage.Store, l
 		return nil, nil, nil, err
 	}
 	caches := distinct(byHost)
-	registerFills(reg, caches)
+	registerCaches(reg, caches)
 	stopEviction := startEviction(cfg, ix, store, caches, log)
 	stop := func() {
 		stopEviction()

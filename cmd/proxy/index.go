@@ -25,16 +25,22 @@ func openIndex(cfg *config.Config, log *logrus.Entry) (*scheduler.Index, error) 
 
 // reconcile makes the index match the disk: content without an entry gets one
 // (last access: its link's mtime), entries whose content is gone are dropped.
-func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, log *logrus.Entry) error {
+func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, cfg *config.Config, log *logrus.Entry) error {
+	adopted, err := registry2Expiries(cfg.Storage.Filesystem.RootDirectory, cfg.Proxy.TTL)
+	if err != nil {
+		log.WithError(err).Warn("ignoring registry:2's " + registry2State + ": cannot read it")
+	}
 	var present []scheduler.Entry
 	kinds := map[storage.ItemKind]scheduler.Kind{
 		storage.ItemTag: scheduler.KindTag, storage.ItemManifest: scheduler.KindManifest, storage.ItemBlob: scheduler.KindBlob,
 	}
-	err := store.Walk(ctx, func(it storage.Item) {
-		present = append(present, scheduler.Entry{
-			Key:  scheduler.Key{Kind: kinds[it.Kind], Repo: it.Repo, Digest: it.Digest, Tag: it.Tag},
-			Size: it.Size, LastAccess: it.ModTime,
-		})
+	err = store.Walk(ctx, func(it storage.Item) {
+		k := scheduler.Key{Kind: kinds[it.Kind], Repo: it.Repo, Digest: it.Digest, Tag: it.Tag}
+		last := it.ModTime
+		if t, ok := adopted[k]; ok {
+			last = t
+		}
+		present = append(present, scheduler.Entry{Key: k, Size: it.Size, LastAccess: last})
 	})
 	if err != nil {
 		return fmt.Errorf("walk storage: %w", err)
@@ -44,6 +50,6 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, l
 		return fmt.Errorf("reconcile index: %w", err)
 	}
 	log.WithFields(logrus.Fields{"entries": ix.Len(), "added": added, "dropped": dropped,
-		"bytes": ix.TotalSize()}).Info("cache index reconciled with storage")
+		"bytes": ix.TotalSize(), "registry2_expiries": len(adopted)}).Info("cache index reconciled with storage")
 	return nil
 }

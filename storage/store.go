@@ -178,13 +178,22 @@ func (s *Store) StatBlob(ctx context.Context, dgst digest.Digest) (BlobInfo, err
 // OpenBlob opens the blob dgst for reading. On the filesystem driver the reader is
 // an *os.File, so serving it uses sendfile.
 func (s *Store) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, BlobInfo, error) {
-	info, err := s.StatBlob(ctx, dgst)
-	if err != nil {
-		return nil, BlobInfo{}, err
-	}
 	rc, err := s.d.Reader(ctx, blobDataPath(dgst), 0)
 	if err != nil {
 		return nil, BlobInfo{}, mapErr(err)
+	}
+	if f, ok := rc.(*os.File); ok { // the hit path: fstat the open file, no second lookup
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, BlobInfo{}, err
+		}
+		return f, BlobInfo{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	}
+	info, err := s.StatBlob(ctx, dgst)
+	if err != nil {
+		rc.Close()
+		return nil, BlobInfo{}, err
 	}
 	if rs, ok := rc.(io.ReadSeekCloser); ok {
 		return rs, info, nil

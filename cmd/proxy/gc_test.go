@@ -85,13 +85,6 @@ func commitBlob(t *testing.T, store *storage.Store, data []byte) {
 	}
 }
 
-func itemKey(it storage.Item) scheduler.Key {
-	kinds := map[storage.ItemKind]scheduler.Kind{
-		storage.ItemTag: scheduler.KindTag, storage.ItemManifest: scheduler.KindManifest, storage.ItemBlob: scheduler.KindBlob,
-	}
-	return scheduler.Key{Kind: kinds[it.Kind], Repo: it.Repo, Digest: it.Digest, Tag: it.Tag}
-}
-
 func openTestIndex(t *testing.T, root string) *scheduler.Index {
 	t.Helper()
 	ix, err := scheduler.Open(filepath.Join(root, "_proxy", "scheduler.db"), scheduler.WithLogger(gcLogger(config.Log{Level: "error"}, os.Stderr)))

@@ -31,11 +31,8 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 		log.WithError(err).Warn("ignoring registry:2's " + registry2State + ": cannot read it")
 	}
 	var present []scheduler.Entry
-	kinds := map[storage.ItemKind]scheduler.Kind{
-		storage.ItemTag: scheduler.KindTag, storage.ItemManifest: scheduler.KindManifest, storage.ItemBlob: scheduler.KindBlob,
-	}
 	err = store.Walk(ctx, func(it storage.Item) {
-		k := scheduler.Key{Kind: kinds[it.Kind], Repo: it.Repo, Digest: it.Digest, Tag: it.Tag}
+		k := itemKey(it)
 		last := it.ModTime
 		if t, ok := adopted[k]; ok {
 			last = t
@@ -52,4 +49,12 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 	log.WithFields(logrus.Fields{"entries": ix.Len(), "added": added, "dropped": dropped,
 		"bytes": ix.TotalSize(), "registry2_expiries": len(adopted)}).Info("cache index reconciled with storage")
 	return nil
+}
+
+// itemKey is the index key of a stored item.
+func itemKey(it storage.Item) scheduler.Key {
+	kinds := map[storage.ItemKind]scheduler.Kind{
+		storage.ItemTag: scheduler.KindTag, storage.ItemManifest: scheduler.KindManifest, storage.ItemBlob: scheduler.KindBlob,
+	}
+	return scheduler.Key{Kind: kinds[it.Kind], Repo: it.Repo, Digest: it.Digest, Tag: it.Tag}
 }

@@ -39,6 +39,10 @@ type Config struct {
 	Proxy Proxy `yaml:"proxy"`
 	// Upstreams are further registries the mirror serves, each by its host.
 	Upstreams []Upstream `yaml:"upstreams"`
+	// Auth is client authentication.
+	Auth Auth `yaml:"auth"`
+	// Hosted lists the namespaces users push to.
+	Hosted Hosted `yaml:"hosted"`
 
 	// Health is distribution's health section: accepted and ignored.
 	Health map[string]any `yaml:"health"`
@@ -259,6 +263,17 @@ type Upstream struct {
 	AuthHosts []string `yaml:"authhosts"`
 	// TTL is how long its content is kept (unset or 0: proxy.ttl).
 	TTL time.Duration `yaml:"ttl"`
+	// Public lets anonymous clients pull its content when auth.anonymouspull
+	// is on. Default: true without credentials, false with them.
+	Public *bool `yaml:"public"`
+}
+
+// IsPublic reports whether anonymous clients may pull u's content.
+func (u Upstream) IsPublic() bool {
+	if u.Public != nil {
+		return *u.Public
+	}
+	return u.Username == ""
 }
 
 // Timeouts bound upstream requests; 0 means no limit.

@@ -27,7 +27,7 @@ type rejection struct {
 // rejected lists distribution keys that are refused. Any other unknown key
 // under storage names a storage driver and is refused as well.
 var rejected = map[string]rejection{
-	"auth":                 {msgUnsupported, true},
+	"auth.silly":           {msgUnsupported, true},
 	"notifications":        {msgUnsupported, true},
 	"redis":                {msgUnsupported, true},
 	"middleware":           {msgUnsupported, true},
@@ -83,6 +83,11 @@ func decodeValue(path string, n *yaml.Node, v reflect.Value) error {
 		return nil
 	}
 	switch {
+	case v.Kind() == reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		return decodeValue(path, n, v.Elem())
 	case v.Type() == durationType:
 		d := (*Duration)(v.Addr().Interface().(*time.Duration))
 		return withKey(path, d.UnmarshalYAML(n))

@@ -89,6 +89,9 @@ func envTarget(segs []string) (reflect.Type, *Error) {
 	t := reflect.TypeFor[Config]()
 	for i, seg := range segs {
 		key := strings.Join(segs[:i+1], ".")
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
 		switch {
 		case seg == "":
 			return nil, newError(key, "", MsgUnknownKey)
@@ -106,6 +109,9 @@ func envTarget(segs []string) (reflect.Type, *Error) {
 		default:
 			return nil, newError(key, "", MsgUnknownKey)
 		}
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
 	return t, nil
 }

@@ -52,6 +52,8 @@ func (c *Config) Validate() error {
 		c.validateUpstreams,
 		c.validateEviction,
 		c.validatePins,
+		c.Auth.validate,
+		c.Hosted.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

@@ -148,3 +148,32 @@ func ManifestMediaType(body []byte) string {
 		return v1.MediaTypeImageManifest
 	}
 }
+
+// Manifests lists the digests of the manifests linked in repo (its revisions),
+// in lexical order.
+func (s *Store) Manifests(ctx context.Context, repo string) ([]digest.Digest, error) {
+	dir := path.Join(repoPath(repo), "_manifests", "revisions")
+	algs, err := s.d.List(ctx, dir)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	var out []digest.Digest
+	for _, alg := range algs {
+		hexes, err := s.d.List(ctx, alg)
+		if err != nil {
+			continue
+		}
+		for _, h := range hexes {
+			d := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(alg)), path.Base(h))
+			if d.Validate() != nil {
+				continue
+			}
+			if _, err := s.d.Stat(ctx, path.Join(h, "link")); err != nil {
+				continue // deleted: distribution removes the link
+			}
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}

@@ -390,3 +390,23 @@ func UserFrom(ctx context.Context) string {
 	user, _ := ctx.Value(userKey{}).(string)
 	return user
 }
+
+// Challenge returns the 401 that asks for a login to do access: for content
+// that anonymous clients may not have even though Authorize let them (a private
+// upstream while anonymous pulls are on).
+func (a *Authorizer) Challenge(r *http.Request, access ...Access) error {
+	want := make([]dauth.Access, 0, len(access))
+	for _, x := range access {
+		d, err := x.distribution()
+		if err != nil {
+			return err
+		}
+		want = append(want, d)
+	}
+	what := describe(access)
+	if a.ac == nil {
+		return refuse(http.StatusUnauthorized, nil, errcode.ErrorCodeUnauthorized, nil,
+			"%s needs client auth, and this server has none: set auth.htpasswd (realm, path) or auth.token in its config", what)
+	}
+	return a.loginRequired(r, want, what)
+}

@@ -46,7 +46,7 @@ func (c *Cache) Tags(ctx context.Context, name string, n int, last string) (Page
 			return Page{}, err
 		}
 		c.log.WithError(err).WithField("repo", repo.local).Warn("upstream unavailable, listing cached tags")
-		p := paginate(tags, n, last)
+		p := Paginate(tags, n, last)
 		p.Source = Stale
 		return p, nil
 	}
@@ -69,13 +69,13 @@ func (c *Cache) Catalog(ctx context.Context, n int, last string) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	p := paginate(repos, n, last)
+	p := Paginate(repos, n, last)
 	p.Source = Hit
 	return p, nil
 }
 
-// paginate returns up to n items after last from a sorted list (n <= 0: all).
-func paginate(items []string, n int, last string) Page {
+// Paginate returns up to n items after last from a sorted list (n <= 0: all).
+func Paginate(items []string, n int, last string) Page {
 	start := 0
 	if last != "" {
 		start = sort.SearchStrings(items, last)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 )
@@ -50,6 +51,18 @@ type Hosted struct {
 	// Namespaces are first path components whose repositories are hosted:
 	// served from local storage only, never fetched upstream.
 	Namespaces []string `yaml:"namespaces"`
+	// RootDirectory holds the hosted repositories (default: "hosted" in
+	// storage.filesystem.rootdirectory). It is primary data, not cache: back
+	// it up. Eviction never touches it.
+	RootDirectory string `yaml:"rootdirectory"`
+}
+
+// Root returns where hosted repositories live for a storage root.
+func (h Hosted) Root(storageRoot string) string {
+	if h.RootDirectory != "" {
+		return h.RootDirectory
+	}
+	return filepath.Join(storageRoot, "hosted")
 }
 
 // IsHosted reports whether repository name lies in a hosted namespace.

@@ -84,7 +84,8 @@ type Storage struct {
 	Delete Delete `yaml:"delete"`
 	// Cache is accepted for compatibility and ignored.
 	Cache StorageCache `yaml:"cache"`
-	// Maintenance is accepted for compatibility and ignored.
+	// Maintenance: uploadpurging applies to hosted repositories; the rest is
+	// accepted for compatibility and ignored.
 	Maintenance Maintenance `yaml:"maintenance"`
 	// Redirect is accepted for compatibility.
 	Redirect Redirect `yaml:"redirect"`
@@ -112,17 +113,18 @@ type StorageCache struct {
 	BlobDescriptorSize int `yaml:"blobdescriptorsize"`
 }
 
-// Maintenance is distribution's storage.maintenance section (ignored).
+// Maintenance is distribution's storage.maintenance section.
 type Maintenance struct {
-	// UploadPurging configures purging of stale uploads (ignored).
+	// UploadPurging removes abandoned uploads to hosted repositories.
 	UploadPurging UploadPurging `yaml:"uploadpurging"`
 	// ReadOnly configures read-only mode (ignored).
 	ReadOnly ReadOnly `yaml:"readonly"`
 }
 
-// UploadPurging is storage.maintenance.uploadpurging (ignored).
+// UploadPurging is storage.maintenance.uploadpurging: upload sessions older
+// than Age are removed every Interval (defaults: enabled, 168h, 24h).
 type UploadPurging struct {
-	Enabled  bool          `yaml:"enabled"`
+	Enabled  *bool         `yaml:"enabled"`
 	Age      time.Duration `yaml:"age"`
 	Interval time.Duration `yaml:"interval"`
 	DryRun   bool          `yaml:"dryrun"`

@@ -87,6 +87,9 @@ func (h *Handler) logRequest(w *logWriter, r *http.Request, req *request, took t
 	if req.source != "" {
 		f["cache"] = string(req.source)
 	}
+	if req.user != "" {
+		f["user"] = req.user
+	}
 	entry := h.log.WithFields(f)
 	switch {
 	case w.err != nil && w.status >= 500:

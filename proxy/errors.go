@@ -10,6 +10,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
+	"github.com/ocimirror/proxy/auth"
 	"github.com/ocimirror/proxy/cache"
 	"github.com/ocimirror/proxy/storage"
 	"github.com/ocimirror/proxy/upstream"
@@ -59,7 +60,10 @@ func classify(k kind, err error) *httpError {
 	var ee errcode.Error
 	var ec errcode.ErrorCode
 	var ue *upstream.Error
+	var ae *auth.Error
 	switch {
+	case errors.As(err, &ae):
+		return &httpError{status: ae.Status(), err: ae.ErrCode(), header: ae.Header()}
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &ee):

@@ -32,17 +32,17 @@ func (h *Handler) tags(w http.ResponseWriter, r *http.Request, req *request) err
 	}{req.name, nonNil(p.Items)})
 }
 
-// catalog serves /v2/_catalog?n=&last= from the cached repositories.
+// catalog serves /v2/_catalog?n=&last=: the cached and the hosted repositories.
 func (h *Handler) catalog(w http.ResponseWriter, r *http.Request, req *request) error {
 	n, last, err := pageParams(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	p, err := h.cache.Catalog(r.Context(), n, last)
+	repos, err := h.allRepositories(r.Context())
 	if err != nil {
 		return err
 	}
-	req.source = p.Source
+	p := cache.Paginate(repos, n, last)
 	return writePage(w, r, "/v2/_catalog", n, p, struct {
 		Repositories []string `json:"repositories"`
 	}{nonNil(p.Items)})

@@ -7,7 +7,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ocimirror/proxy/auth"
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/metrics"
 )
 
@@ -19,6 +21,10 @@ type Handler struct {
 	headers http.Header
 	access  bool
 	metrics *metrics.Metrics
+	owns    func(name string) bool // names in hosted namespaces
+	hosted  Hosted
+	auth    *auth.Authorizer
+	private map[*cache.Cache]bool // upstreams only authenticated users may pull from
 }
 
 // Option configures a Handler.
@@ -38,9 +44,13 @@ func WithMetrics(m *metrics.Metrics) Option { return func(h *Handler) { h.metric
 
 // New returns a handler serving c.
 func New(c *cache.Cache, opts ...Option) *Handler {
-	h := &Handler{cache: c, hosts: map[string]*cache.Cache{}, log: logrus.NewEntry(logrus.StandardLogger()), access: true}
+	h := &Handler{cache: c, hosts: map[string]*cache.Cache{}, log: logrus.NewEntry(logrus.StandardLogger()),
+		access: true, private: map[*cache.Cache]bool{}}
 	for _, o := range opts {
 		o(h)
+	}
+	if h.auth == nil {
+		h.auth, _ = auth.New(config.Auth{}, auth.WithLogger(h.log)) // cannot fail without auth configured
 	}
 	return h
 }
@@ -52,6 +62,7 @@ type request struct {
 	cache  *cache.Cache // the upstream's cache
 	repo   string       // the repository name within that upstream
 	source cache.Source
+	user   string // the authenticated client, "" when anonymous
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, req *request) error
@@ -85,6 +96,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // dispatch picks the endpoint's handler and the upstream, and runs it.
 func (h *Handler) dispatch(w http.ResponseWriter, r *http.Request, req *request) error {
+	if h.isHosted(req.name) {
+		r, err := h.authorize(r, req)
+		if err != nil {
+			return err
+		}
+		return h.serveHosted(w, r, req)
+	}
 	fn, err := h.endpoint(r.Method, req.kind)
 	if err != nil {
 		return err
@@ -93,6 +111,9 @@ func (h *Handler) dispatch(w http.ResponseWriter, r *http.Request, req *request)
 		if req.cache, req.repo, err = h.pick(r, req.name); err != nil {
 			return err
 		}
+	}
+	if r, err = h.authorize(r, req); err != nil {
+		return err
 	}
 	return fn(w, r, req)
 }

@@ -61,9 +61,9 @@ func newLogger(c config.Log) *logrus.Entry {
 		l.SetLevel(lvl)
 	}
 	if c.Formatter == "json" {
-		l.SetFormatter(&logrus.JSONFormatter{})
+		l.SetFormatter(quietFormatter{&logrus.JSONFormatter{}})
 	} else {
-		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+		l.SetFormatter(quietFormatter{&logrus.TextFormatter{FullTimestamp: true}})
 	}
 	return logrus.NewEntry(l).WithFields(logrus.Fields(c.Fields))
 }
@@ -83,7 +83,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 	if err := reconcile(ctx, ix, store, cfg, log); err != nil {
 		return err
 	}
-	h, reg, stop, err := newHandler(cfg, ix, store, log)
+	h, reg, stop, err := newHandler(ctx, cfg, ix, store, log)
 	if err != nil {
 		return err
 	}
@@ -96,9 +96,13 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 
 // newHandler builds the caches, the evictor and the HTTP front end. stop ends
 // eviction and fills, in that order.
-func newHandler(cfg *config.Config, ix *scheduler.Index, store *storage.Store, log *logrus.Entry) (http.Handler, *prometheus.Registry, func(), error) {
+func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, store *storage.Store, log *logrus.Entry) (http.Handler, *prometheus.Registry, func(), error) {
 	reg, m := newRegistry(ix)
 	def, byHost, err := newCaches(cfg, store, ix, m, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	frontOpts, closeFront, err := frontOptions(ctx, cfg, byHost, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -110,9 +114,11 @@ func newHandler(cfg *config.Config, ix *scheduler.Index, store *storage.Store, l
 		for _, c := range caches {
 			c.Close()
 		}
+		closeFront()
 	}
-	api := proxy.New(def, proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),
-		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled))
+	opts := append([]proxy.Option{proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),
+		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled)}, frontOpts...)
+	api := proxy.New(def, opts...)
 	return rootHandler(api, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == ""), reg, stop, nil
 }
 
@@ -185,12 +191,12 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 		}
 		byHost[u.Host] = cache.New(store, up, cache.WithLogger(log.WithField("upstream", u.Host)),
 			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host), cache.WithIndex(ix), cache.WithMetrics(m))
-		if u.Username != "" {
+		if u.Username != "" && !cfg.Auth.Enabled() {
 			log.WithField("upstream", u.Host).Warn("this upstream has credentials and the mirror has no client auth: " +
 				"anyone who reaches the mirror can pull its content")
 		}
 	}
-	if p.Username != "" {
+	if p.Username != "" && !cfg.Auth.Enabled() {
 		log.Warn("the default upstream has credentials and the mirror has no client auth: " +
 			"anyone who reaches the mirror can pull its content")
 	}

@@ -64,6 +64,7 @@ type Authorizer struct {
 	log       *logrus.Entry
 	now       func() time.Time
 	throttle  *throttle
+	verified  verified // Basic credentials that passed recently
 }
 
 // Option configures an Authorizer.
@@ -234,11 +235,21 @@ func (a *Authorizer) Authorize(r *http.Request, access ...Access) (string, error
 			errcode.ErrorCodeTooManyRequests, nil, "too many failed logins from this address: retry in %d s", secs)
 	}
 
+	header := r.Header.Get("Authorization")
+	if !a.bearer {
+		if user, ok := a.verified.get(header, a.now()); ok {
+			a.throttle.reset(key)
+			return a.permit(r, log, user, want, what, pullOnly, admin)
+		}
+	}
 	grant, err := a.ac.Authorized(r, want...)
 	var ch dauth.Challenge
 	switch {
 	case err == nil:
 		a.throttle.reset(key)
+		if !a.bearer {
+			a.verified.put(header, grant.User.Name, a.now())
+		}
 		return a.permit(r, log, grant.User.Name, want, what, pullOnly, admin)
 	case !errors.As(err, &ch):
 		return "", fmt.Errorf("auth: checking credentials: %w", err)

@@ -36,6 +36,12 @@ func newTestRegistry(t *testing.T, opts ...Option) (*Registry, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serve(t, rg)
+}
+
+// serve serves rg over loopback as user alice.
+func serve(t *testing.T, rg *Registry) (*Registry, string) {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rg.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userCtxKey{}, "alice")))
 	}))
@@ -184,6 +190,8 @@ func uploadBlob(t *testing.T, base, repo string, b []byte) {
 		t.Fatalf("PUT upload: %d", resp.StatusCode)
 	}
 }
+
+func sha256hex(b []byte) string { return digest.FromBytes(b).Encoded() }
 
 func resolve(base, loc string) string {
 	if strings.HasPrefix(loc, "/") {

@@ -84,3 +84,48 @@ func (s *Store) walkTags(ctx context.Context, repo string, fn func(Item)) {
 		fn(Item{Kind: ItemTag, Repo: repo, Digest: d, Tag: tag, ModTime: fi.ModTime()})
 	}
 }
+
+// BlobInfoAt is one blob found by Blobs.
+type BlobInfoAt struct {
+	Digest  digest.Digest
+	Size    int64
+	ModTime time.Time
+}
+
+// Blobs reports every blob in the blob store (layers, configs and manifests
+// alike), whichever repositories link it.
+func (s *Store) Blobs(ctx context.Context, fn func(BlobInfoAt)) error {
+	algs, err := s.d.List(ctx, path.Join(v2Root, "blobs"))
+	if err != nil {
+		if err = mapErr(err); err == ErrNotFound {
+			return nil
+		}
+		return err
+	}
+	for _, alg := range algs {
+		prefixes, _ := s.d.List(ctx, alg)
+		for _, prefix := range prefixes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			hexes, _ := s.d.List(ctx, prefix)
+			for _, h := range hexes {
+				d := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(alg)), path.Base(h))
+				if d.Validate() != nil {
+					continue
+				}
+				if fi, err := s.d.Stat(ctx, path.Join(h, "data")); err == nil {
+					fn(BlobInfoAt{Digest: d, Size: fi.Size(), ModTime: fi.ModTime()})
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Layers lists the blobs linked in repo's _layers.
+func (s *Store) Layers(ctx context.Context, repo string) []digest.Digest {
+	var out []digest.Digest
+	s.walkLinks(ctx, repo, "_layers", ItemBlob, func(it Item) { out = append(out, it.Digest) })
+	return out
+}

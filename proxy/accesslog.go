@@ -73,8 +73,9 @@ var routeNames = map[kind]string{
 }
 
 // logRequest writes the one line per request: method, path, status, bytes,
-// duration and where the content came from. No header is logged: they may carry
-// credentials.
+// duration, where the content came from, the upstream that served the name and
+// the ns= query parameter containerd routes by. No header is logged: they may
+// carry credentials.
 func (h *Handler) logRequest(w *logWriter, r *http.Request, req *request, took time.Duration) {
 	f := logrus.Fields{
 		"method":   r.Method,
@@ -89,6 +90,12 @@ func (h *Handler) logRequest(w *logWriter, r *http.Request, req *request, took t
 	}
 	if req.user != "" {
 		f["user"] = req.user
+	}
+	if ns := r.URL.Query().Get("ns"); ns != "" {
+		f["ns"] = ns // containerd's registry name: shows which upstream it asked for
+	}
+	if req.cache != nil {
+		f["upstream"] = req.cache.Upstream().Host()
 	}
 	entry := h.log.WithFields(f)
 	switch {

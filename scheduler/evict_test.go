@@ -18,13 +18,19 @@ type evictTest struct {
 	path string
 	d    *fakeDeleter
 	ev   *Evictor
+	opts []Option // further index options, kept by reopen
 }
 
 func newEvictTest(t *testing.T, ttl time.Duration, opts ...EvictOption) *evictTest {
+	return newEvictTestWith(t, []Option{WithTTL(ttl)}, opts...)
+}
+
+// newEvictTestWith is newEvictTest with index options (TTLs).
+func newEvictTestWith(t *testing.T, ixOpts []Option, opts ...EvictOption) *evictTest {
 	clk := newClock()
-	ix, path := openTest(t, WithClock(clk.Now), WithTTL(ttl))
+	ix, path := openTest(t, append([]Option{WithClock(clk.Now)}, ixOpts...)...)
 	d := newFakeDeleter()
-	return &evictTest{t: t, clk: clk, ix: ix, path: path, d: d, ev: NewEvictor(ix, d, opts...)}
+	return &evictTest{t: t, clk: clk, ix: ix, path: path, d: d, ev: NewEvictor(ix, d, opts...), opts: ixOpts}
 }
 
 // reopen closes the index and opens its file again, as a restart does.
@@ -33,7 +39,7 @@ func (et *evictTest) reopen() {
 	if err := et.ix.Close(); err != nil {
 		et.t.Fatal(err)
 	}
-	et.ix = openAt(et.t, et.path, WithClock(et.clk.Now), WithTTL(et.ix.ttl))
+	et.ix = openAt(et.t, et.path, append([]Option{WithClock(et.clk.Now)}, et.opts...)...)
 	et.ev = NewEvictor(et.ix, et.d, WithMaxSize(et.ev.maxSize), WithLowWater(et.ev.lowWater))
 }
 

@@ -7,8 +7,9 @@
 // and touching entries never waits for the disk, and a crash loses at most the
 // last flush interval of access times, never the index.
 //
-// An Evictor deletes what expired (nobody pulled it within the TTL) and, above a
-// size cap, what was least recently used, through a Deleter the caller supplies;
+// An Evictor deletes what expired (nobody pulled it within the TTL of its
+// repository: WithTTL, or WithRepoTTL for a repository prefix such as an
+// upstream's host) and, above a size cap, what was least recently used, through a Deleter the caller supplies;
 // it never evicts what is pinned (WithPinned). Its Plan is the same pass as a dry
 // run.
 package scheduler
@@ -40,7 +41,8 @@ var ErrInUse = errors.New("storage root is in use by another proxy process")
 type Index struct {
 	path       string
 	db         *bolt.DB
-	ttl        time.Duration
+	ttl        time.Duration // the default TTL
+	rules      []repoTTL     // TTLs by repository prefix, longest first
 	flushEvery time.Duration
 	log        *logrus.Entry
 	now        func() time.Time
@@ -48,7 +50,7 @@ type Index struct {
 
 	mu       sync.Mutex
 	entries  map[id]*entry
-	list     lru
+	lanes    []*lane                   // the entries by TTL, each lane in LRU order
 	contents map[digest.Digest]content // blob and manifest content, shared across repositories
 	tagRefs  map[id]int                // manifest id -> tags of its repository that point at it
 	total    int64                     // bytes of content, each digest once
@@ -74,8 +76,9 @@ type content struct {
 // Option configures an Index.
 type Option func(*Index)
 
-// WithTTL sets how long an entry lives after its last access. Zero or less means
-// entries never expire (a size cap may still evict them). The default is 168h.
+// WithTTL sets how long an entry lives after its last access, unless
+// WithRepoTTL gives its repository another TTL. Zero or less means entries
+// never expire (a size cap may still evict them). The default is 168h.
 func WithTTL(d time.Duration) Option {
 	return func(ix *Index) { ix.ttl = max(d, 0) }
 }
@@ -126,7 +129,7 @@ func (ix *Index) reset() {
 	ix.contents = make(map[digest.Digest]content)
 	ix.tagRefs = make(map[id]int)
 	ix.total = 0
-	ix.list.init()
+	ix.lanes = nil
 }
 
 // Rebuilt reports whether Open found the file corrupt and started a new index.
@@ -134,7 +137,7 @@ func (ix *Index) Rebuilt() bool { return ix.rebuilt }
 
 // Record adds a newly stored item, or refreshes it if the index has it. A zero
 // LastAccess means now; Expires is ignored (it follows from LastAccess and the
-// TTL). The entry is written by the next flush.
+// TTL of its repository). The entry is written by the next flush.
 func (ix *Index) Record(e Entry) {
 	if err := e.validate(); err != nil {
 		ix.log.WithError(err).WithField("entry", e.Key.String()).Warn("scheduler: not recording an invalid entry")
@@ -149,8 +152,8 @@ func (ix *Index) Record(e Entry) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	x := ix.merge(e)
-	if x.prev == &ix.list.root || (ix.limit > 0 && ix.total > ix.limit) {
-		ix.signal() // a new oldest entry, or the size cap is exceeded
+	if x.prev == &x.lane.list.root || (ix.limit > 0 && ix.total > ix.limit) {
+		ix.signal() // a new oldest entry of its lane, or the size cap is exceeded
 	}
 }
 
@@ -161,7 +164,7 @@ func (ix *Index) merge(e Entry) *entry {
 	if !ok {
 		x = &entry{id: e.id(), target: e.Digest, size: max(e.Size, 0), access: access}
 		ix.add(x)
-		ix.list.insert(x)
+		x.lane.list.insert(x)
 		ix.markDirty(x)
 		return x
 	}
@@ -174,7 +177,7 @@ func (ix *Index) merge(e Entry) *entry {
 		ix.resize(x, e.Size)
 	}
 	if access > x.access {
-		ix.list.moveTo(x, access)
+		x.lane.list.moveTo(x, access)
 	}
 	ix.markDirty(x)
 	return x
@@ -186,7 +189,7 @@ func (ix *Index) Touch(k Key) {
 	now := ix.now().UnixNano()
 	ix.mu.Lock()
 	if x, ok := ix.entries[k.id()]; ok && now > x.access {
-		ix.list.moveTo(x, now)
+		x.lane.list.moveTo(x, now)
 		ix.markDirty(x)
 	}
 	ix.mu.Unlock()
@@ -234,25 +237,9 @@ func (ix *Index) TotalSize() int64 {
 	return ix.total
 }
 
-// NextExpiry returns the earliest expiry of any entry; false if the index is
-// empty or entries never expire.
+// NextExpiry returns the earliest expiry of any entry, each by the TTL of its
+// repository; false if the index is empty or no entry ever expires.
 func (ix *Index) NextExpiry() (time.Time, bool) { return ix.nextExpiry(nil) }
-
-// nextExpiry is NextExpiry over the entries keep does not report (nil: all). It
-// passes over kept entries at the front of the list, expired ones included.
-func (ix *Index) nextExpiry(keep func(Key) bool) (time.Time, bool) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.ttl <= 0 {
-		return time.Time{}, false
-	}
-	for x := ix.list.front(); x != nil; x = ix.list.after(x) {
-		if keep == nil || !keep(x.key()) {
-			return time.Unix(0, x.access).Add(ix.ttl), true
-		}
-	}
-	return time.Time{}, false
-}
 
 // Reconcile makes the index match the storage, typically at start: present lists
 // every item found on disk. Items without an entry are added with their given
@@ -316,7 +303,7 @@ func (ix *Index) correct(x *entry, p Entry) {
 	}
 }
 
-// relink orders the whole list anew and queues every unflushed new entry;
+// relink orders every lane anew and queues every unflushed new entry;
 // ix.mu is held.
 func (ix *Index) relink() {
 	all := make([]*entry, 0, len(ix.entries))
@@ -326,7 +313,19 @@ func (ix *Index) relink() {
 			ix.markDirty(x)
 		}
 	}
-	ix.list.rebuild(all)
+	ix.rebuildLanes(all)
+}
+
+// rebuildLanes lists all entries in their lanes, in access order; ix.mu is
+// held or the index is not shared yet.
+func (ix *Index) rebuildLanes(all []*entry) {
+	by := make(map[*lane][]*entry, len(ix.lanes))
+	for _, x := range all {
+		by[x.lane] = append(by[x.lane], x)
+	}
+	for _, l := range ix.lanes {
+		l.list.rebuild(by[l])
+	}
 }
 
 // Close writes what is pending and closes the file.
@@ -347,9 +346,11 @@ func (ix *Index) Close() error {
 	return err
 }
 
-// add puts a new entry in the map and accounts for its content; ix.mu is held.
-// The caller places it in the list.
+// add puts a new entry in the map, gives it the lane of its repository's TTL
+// and accounts for its content; ix.mu is held. The caller places it in the
+// lane's list.
 func (ix *Index) add(x *entry) {
+	x.lane = ix.laneFor(x.id.repo)
 	ix.entries[x.id] = x
 	ix.addRefs(x)
 }
@@ -357,7 +358,7 @@ func (ix *Index) add(x *entry) {
 // forget removes x from memory and queues its deletion; ix.mu is held.
 func (ix *Index) forget(x *entry) {
 	delete(ix.entries, x.id)
-	ix.list.remove(x)
+	x.lane.list.remove(x)
 	ix.dropRefs(x)
 	x.gone = true
 	ix.deletes = append(ix.deletes, x.id)
@@ -443,8 +444,6 @@ func (ix *Index) watch(limit int64, c chan struct{}) {
 // entry returns x as an Entry; ix.mu is held.
 func (ix *Index) entry(x *entry) Entry {
 	e := Entry{Key: x.key(), Size: x.size, LastAccess: time.Unix(0, x.access)}
-	if ix.ttl > 0 {
-		e.Expires = e.LastAccess.Add(ix.ttl)
-	}
+	e.Expires, _ = x.expiry()
 	return e
 }

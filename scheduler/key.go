@@ -82,7 +82,7 @@ type Entry struct {
 	Key
 	Size       int64     // bytes of content; zero for a tag
 	LastAccess time.Time // the last pull
-	Expires    time.Time // LastAccess + TTL; zero when entries never expire
+	Expires    time.Time // LastAccess + the TTL of Repo; zero when its entries never expire
 }
 
 // On disk, an entry is one key/value pair in the entries bucket:
@@ -91,8 +91,9 @@ type Entry struct {
 //	value: last access (int64 Unix nanoseconds, big endian) | size (int64, big endian) |
 //	       for a tag, the digest it points at
 //
-// Expiry is not stored: it is derived from the last access and the TTL in force,
-// so a changed TTL applies to every entry at the next start.
+// Expiry is not stored: it is derived from the last access and the TTL in force
+// for the entry's repository, so a changed TTL applies to every entry at the
+// next start.
 const valueHeader = 16
 
 var kindLetters = [...]byte{KindTag: 't', KindManifest: 'm', KindBlob: 'b'}

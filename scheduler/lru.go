@@ -13,6 +13,7 @@ type entry struct {
 	target digest.Digest // the content: a blob's or manifest's digest, a tag's manifest
 	size   int64
 	access int64 // last access, Unix nanoseconds
+	lane   *lane // the entries of its TTL; set by Index.add
 
 	dirty bool // changed since the last flush, queued in Index.dirty
 	gone  bool // removed from the index; a queued flush skips it
@@ -24,9 +25,10 @@ func (e *entry) record() record {
 	return record{id: e.id, target: e.target, size: e.size, access: e.access}
 }
 
-// lru lists entries by last access, oldest first. All entries share one TTL, so
-// this is expiry order too: the expired entries are a prefix of the list, and
-// the size cap evicts from the same end. A touch moves an entry to the back in
+// lru lists entries by last access, oldest first. Each lane (ttl.go) has one,
+// and all entries of a lane share one TTL, so this is expiry order too: the
+// expired entries of a lane are a prefix of its list. The size cap evicts from
+// the same end, merging the lanes. A touch moves an entry to the back in
 // constant time, which is why this is a list and not a heap.
 type lru struct {
 	root entry // sentinel: root.next is the oldest entry, root.prev the newest

@@ -46,30 +46,43 @@ func (ix *Index) plan(now time.Time, maxBytes, low int64, skip map[digest.Digest
 		links:     make(map[digest.Digest]int),
 		manifests: make(map[digest.Digest]bool),
 	}
-	if ix.ttl > 0 {
-		cutoff := now.Add(-ix.ttl).UnixNano()
-		// Tags first, so that a manifest whose tags all expired may go with them.
-		for _, kind := range []Kind{KindTag, KindManifest, KindBlob} {
-			for x := ix.list.front(); x != nil && x.access <= cutoff; x = ix.list.after(x) {
-				if x.id.kind == kind {
-					p.take(x)
-				}
+	expired := ix.expired(now)
+	// Tags first, so that a manifest whose tags all expired may go with them.
+	for _, kind := range []Kind{KindTag, KindManifest, KindBlob} {
+		for _, x := range expired {
+			if x.id.kind == kind {
+				p.take(x)
 			}
 		}
 	}
 	if maxBytes > 0 && ix.total-p.freed > maxBytes {
-		// Ends at the back of the list when pinned or held content keeps the
+		// Ends at the back of the lists when pinned or held content keeps the
 		// total above low: the pass then does what it can.
-		for x := ix.list.front(); x != nil && ix.total-p.freed > low; x = ix.list.after(x) {
+		ix.byAccess(func(x *entry) bool {
 			p.take(x)
-		}
+			return ix.total-p.freed > low
+		})
 	}
-	slices.SortStableFunc(p.list, func(a, b *entry) int { return int(a.id.kind) - int(b.id.kind) })
+	slices.SortStableFunc(p.list, func(a, b *entry) int { return p.rank(a) - p.rank(b) })
 	vs := make([]victim, len(p.list))
 	for i, x := range p.list {
 		vs[i] = victim{Entry: ix.entry(x), access: x.access}
 	}
 	return vs, p.stats()
+}
+
+// rank orders victims for deletion: tags, then the manifests they pointed at,
+// then other manifests, then blob links. A tagged manifest is usually the root
+// of an image (an index), the untagged ones its platform manifests: deleting
+// roots first means a pass cut short (a crash) leaves no index whose platform
+// manifests are gone, as deleting links before content leaves no manifest
+// whose layers are gone.
+func (p *planner) rank(x *entry) int {
+	r := 2 * int(x.id.kind)
+	if x.id.kind == KindManifest && p.ix.tagRefs[x.id] == 0 {
+		r++
+	}
+	return r
 }
 
 // take chooses x unless it must stay.

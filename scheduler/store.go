@@ -130,7 +130,7 @@ func (ix *Index) load(db *bolt.DB) (err error) {
 		all[i] = &entry{id: r.id, target: r.target, size: r.size, access: r.access}
 		ix.add(all[i])
 	}
-	ix.list.rebuild(all)
+	ix.rebuildLanes(all)
 	return nil
 }
 

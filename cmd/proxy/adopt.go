@@ -27,9 +27,10 @@ type registry2Entry struct {
 
 // registry2Expiries reads the scheduler file a registry:2 proxy left in root, so
 // that its content keeps the expiries it had: an entry adopted from it is given
-// the last access (expiry - ttl) that our TTL turns back into the same expiry.
-// A missing file is no error; a corrupt one is reported and ignored by the caller.
-func registry2Expiries(root string, ttl time.Duration) (map[scheduler.Key]time.Time, error) {
+// the last access (expiry - ttl) that the TTL of its repository (ttl(repo))
+// turns back into the same expiry. A missing file is no error; a corrupt one is
+// reported and ignored by the caller.
+func registry2Expiries(root string, ttl func(repo string) time.Duration) (map[scheduler.Key]time.Time, error) {
 	b, err := os.ReadFile(filepath.Join(root, registry2State))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -51,7 +52,7 @@ func registry2Expiries(root string, ttl time.Duration) (map[scheduler.Key]time.T
 		if e.EntryType == 1 {
 			kind = scheduler.KindManifest
 		}
-		out[scheduler.Key{Kind: kind, Repo: repo, Digest: dgst}] = e.Expiry.Add(-ttl)
+		out[scheduler.Key{Kind: kind, Repo: repo, Digest: dgst}] = e.Expiry.Add(-ttl(repo))
 	}
 	return out, nil
 }

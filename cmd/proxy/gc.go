@@ -164,7 +164,7 @@ func (r *gcReport) print(w io.Writer) {
 	if p.MaxSize > 0 {
 		limit = "maxsize " + humanBytes(int64(p.MaxSize))
 	}
-	fmt.Fprintf(w, "storage %s (ttl %s, %s, %d pin patterns)\n", r.cfg.Storage.Filesystem.RootDirectory, p.TTL, limit, len(p.Pin))
+	fmt.Fprintf(w, "storage %s (ttl %s, %s, %d pin patterns)\n", r.cfg.Storage.Filesystem.RootDirectory, ttlSummary(r.cfg), limit, len(p.Pin))
 	if r.dryRun {
 		fmt.Fprintln(w, "would free (dry run, nothing deleted):")
 	} else {
@@ -191,6 +191,22 @@ func (r *gcReport) print(w io.Writer) {
 	if len(kept) > 0 {
 		fmt.Fprintf(w, "kept though due: %s\n", strings.Join(kept, ", "))
 	}
+}
+
+// ttlSummary is proxy.ttl, then every upstream whose TTL differs from it:
+// "168h0m0s; ghcr.io 10h0m0s".
+func ttlSummary(cfg *config.Config) string {
+	s := cfg.Proxy.TTL.String()
+	var other []string
+	for _, u := range cfg.Upstreams {
+		if u.TTL != cfg.Proxy.TTL {
+			other = append(other, u.Host+" "+u.TTL.String())
+		}
+	}
+	if len(other) > 0 {
+		s += "; " + strings.Join(other, ", ")
+	}
+	return s
 }
 
 // humanBytes formats n in binary units with one decimal: "512 B", "1.2 GiB".

@@ -312,3 +312,32 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestGCPerUpstreamTTL: content of an upstream with a longer TTL than
+// proxy.ttl stays when the default upstream's goes, and so does a layer both
+// link.
+func TestGCPerUpstreamTTL(t *testing.T) {
+	hosted := gcImage{"b.example/team/app", "v1", []byte(`{"schemaVersion":2,"name":"b"}`), [][]byte{sharedLayer}}
+	root := gcRoot(t, alpine, hosted) // last pulled two days ago
+	doc := fmt.Sprintf("version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: %q}\n  delete: {enabled: true}\n"+
+		"proxy:\n  ttl: 1h\nupstreams:\n  - host: b.example\n    ttl: 100h\n  - host: c.example\n", root)
+	cfgPath := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := gc([]string{cfgPath}, &stdout, &stderr, nil); code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	got := lines(stdout.String())
+	for _, w := range []string{
+		fmt.Sprintf("storage %s (ttl 1h0m0s; b.example 100h0m0s, no size cap, 0 pin patterns)", root), // c.example has proxy.ttl
+		"tags 1", "manifests 1 " + humanBytes(int64(len(alpine.manifest))), "blob links 1", "blobs 0 0 B",
+	} {
+		if !slices.Contains(got, w) {
+			t.Errorf("no line %q in the report:\n%s", w, stdout.String())
+		}
+	}
+	checkRepo(t, root, alpine, false)
+	checkRepo(t, root, hosted, true)
+}

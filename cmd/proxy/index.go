@@ -16,17 +16,28 @@ import (
 // root's lock, so it must come before anything else touches the root.
 func openIndex(cfg *config.Config, log *logrus.Entry) (*scheduler.Index, error) {
 	path := filepath.Join(cfg.Storage.Filesystem.RootDirectory, "_proxy", "scheduler.db")
-	ix, err := scheduler.Open(path, scheduler.WithTTL(cfg.Proxy.TTL), scheduler.WithLogger(log))
+	ix, err := scheduler.Open(path, append(ttlOptions(cfg), scheduler.WithLogger(log))...)
 	if err != nil {
 		return nil, fmt.Errorf("storage root %s: %w", cfg.Storage.Filesystem.RootDirectory, err)
 	}
 	return ix, nil
 }
 
+// ttlOptions give the index the TTL of every upstream: proxy.ttl for the
+// default upstream, upstreams[].ttl for the repositories a further upstream's
+// cache stores under its host (cache.WithNamespace).
+func ttlOptions(cfg *config.Config) []scheduler.Option {
+	opts := []scheduler.Option{scheduler.WithTTL(cfg.Proxy.TTL)}
+	for _, u := range cfg.Upstreams {
+		opts = append(opts, scheduler.WithRepoTTL(u.Host, u.TTL)) // Load set an unset TTL to proxy.ttl
+	}
+	return opts
+}
+
 // reconcile makes the index match the disk: content without an entry gets one
 // (last access: its link's mtime), entries whose content is gone are dropped.
 func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, cfg *config.Config, log *logrus.Entry) error {
-	adopted, err := registry2Expiries(cfg.Storage.Filesystem.RootDirectory, cfg.Proxy.TTL)
+	adopted, err := registry2Expiries(cfg.Storage.Filesystem.RootDirectory, ix.TTL)
 	if err != nil {
 		log.WithError(err).Warn("ignoring registry:2's " + registry2State + ": cannot read it")
 	}

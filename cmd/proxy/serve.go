@@ -214,7 +214,7 @@ func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ev.Run(ctx) }()
-	log.WithFields(logrus.Fields{"ttl": cfg.Proxy.TTL, "maxsize": cfg.Proxy.MaxSize.String(),
+	log.WithFields(logrus.Fields{"ttl": ttlSummary(cfg), "maxsize": cfg.Proxy.MaxSize.String(),
 		"pins": len(cfg.Proxy.Pin)}).Info("eviction enabled")
 	return func() { cancel(); <-done }
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ocimirror/proxy/cache"
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/hosted"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 )
@@ -118,7 +119,12 @@ type gcReport struct {
 	cfg           *config.Config
 	st            scheduler.Stats
 	before, after int64 // content bytes
+	hosted        *hosted.GCReport
 }
+
+// hostedGrace spares unreferenced hosted blobs younger than this: a push in
+// progress uploads its layers before the manifest that references them.
+const hostedGrace = time.Hour
 
 // runGC opens the index as serve does (taking the root's lock first, then
 // reconciling it with the disk) and runs one pass, or plans one. A dry run
@@ -148,11 +154,21 @@ func runGC(ctx context.Context, cfg *config.Config, dryRun bool, log *logrus.Ent
 	if dryRun {
 		rep.st = ev.Plan(now)
 		rep.after = rep.before - rep.st.Bytes
-		return rep, nil
+	} else {
+		rep.st, err = ev.EvictOnce(ctx, now)
+		rep.after = ix.TotalSize()
+		if err != nil {
+			return rep, err
+		}
 	}
-	rep.st, err = ev.EvictOnce(ctx, now)
-	rep.after = ix.TotalSize()
-	return rep, err
+	if len(cfg.Hosted.Namespaces) > 0 {
+		h, err := hosted.Collect(ctx, cfg.Hosted.Root(cfg.Storage.Filesystem.RootDirectory), hostedGrace, dryRun, now)
+		rep.hosted = &h
+		if err != nil {
+			return rep, fmt.Errorf("hosted repositories: %w", err)
+		}
+	}
+	return rep, nil
 }
 
 // print writes the report: entries removed by kind, content freed (the
@@ -190,6 +206,18 @@ func (r *gcReport) print(w io.Writer) {
 	}
 	if len(kept) > 0 {
 		fmt.Fprintf(w, "kept though due: %s\n", strings.Join(kept, ", "))
+	}
+	if h := r.hosted; h != nil {
+		verb := "freed"
+		if r.dryRun {
+			verb = "would free"
+		}
+		fmt.Fprintf(w, "hosted repositories %s: %d manifests, %d blobs; %s %d unreferenced blobs, %s",
+			r.cfg.Hosted.Root(r.cfg.Storage.Filesystem.RootDirectory), h.Manifests, h.Blobs, verb, h.Swept, humanBytes(h.Bytes))
+		if h.Young > 0 {
+			fmt.Fprintf(w, " (%d younger than %s spared)", h.Young, hostedGrace)
+		}
+		fmt.Fprintln(w)
 	}
 }
 

@@ -341,3 +341,58 @@ func TestGCPerUpstreamTTL(t *testing.T) {
 	checkRepo(t, root, alpine, false)
 	checkRepo(t, root, hosted, true)
 }
+
+// proxy gc also sweeps hosted blobs no manifest references, sparing young ones.
+func TestGCHosted(t *testing.T) {
+	ctx := context.Background()
+	root := gcRoot(t)
+	hostedRoot := filepath.Join(root, "hosted")
+	hs, err := storage.NewFilesystem(hostedRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used, orphan, young := []byte("used layer"), []byte("orphan layer"), []byte("young layer")
+	for _, b := range [][]byte{used, orphan, young} {
+		commitBlob(t, hs, b)
+	}
+	manifest := []byte(fmt.Sprintf(`{"schemaVersion":2,"layers":[{"digest":%q}]}`, digest.FromBytes(used)))
+	if err := hs.PutManifest(ctx, "dev/app", digest.FromBytes(manifest), manifest); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, b := range [][]byte{used, orphan, manifest} {
+		d := digest.FromBytes(b)
+		p := filepath.Join(hostedRoot, "docker/registry/v2/blobs/sha256", d.Encoded()[:2], d.Encoded(), "data")
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgPath := gcConfig(t, root, true)
+	doc, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, append(doc, []byte("hosted: {namespaces: [dev]}\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{true, false} {
+		var stdout, stderr bytes.Buffer
+		args := []string{cfgPath}
+		verb := "freed"
+		if dry {
+			args, verb = append(args, "--dry-run"), "would free"
+		}
+		if code := gc(args, &stdout, &stderr, nil); code != exitOK {
+			t.Fatalf("dry=%v: exit %d: %s", dry, code, stderr.String())
+		}
+		want := fmt.Sprintf("1 manifests, 4 blobs; %s 1 unreferenced blobs, %d B (1 younger than 1h0m0s spared)", verb, len(orphan))
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("dry=%v: report lacks %q:\n%s", dry, want, stdout.String())
+		}
+	}
+	for _, c := range []struct {
+		b    []byte
+		kept bool
+	}{{used, true}, {young, true}, {orphan, false}, {manifest, true}} {
+		if _, err := hs.StatBlob(ctx, digest.FromBytes(c.b)); (err == nil) != c.kept {
+			t.Errorf("%s: stat err %v, want kept=%v", c.b, err, c.kept)
+		}
+	}
+}

@@ -43,6 +43,8 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Hosted lists the namespaces users push to.
 	Hosted Hosted `yaml:"hosted"`
+	// Mirror configures mirroring policies and jobs.
+	Mirror Mirror `yaml:"mirror"`
 
 	// Health is distribution's health section: accepted and ignored.
 	Health map[string]any `yaml:"health"`

@@ -54,6 +54,7 @@ func (c *Config) Validate() error {
 		c.validatePins,
 		c.Auth.validate,
 		c.Hosted.validate,
+		c.Mirror.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

@@ -1,0 +1,122 @@
+package mirror
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// tally counts what one copy did at its destination. It is filled by observer,
+// which watches the destination's requests on the wire: go-containerregistry
+// decides per blob whether to skip (HEAD 200), mount (POST ?mount= answered 201)
+// or upload (PATCH, then PUT ?digest=) without telling its caller, and the
+// answers it got say which it was.
+type tally struct {
+	manifests, blobs, mounted, skipped, referrers atomic.Int64
+	bytes                                         atomic.Int64 // upload bytes sent, minus those of failed requests
+
+	// expect maps a tag about to be written to the digest it will name, so that
+	// a HEAD finding the tag already there with that digest counts as skipped.
+	expect sync.Map // string -> string
+}
+
+func (t *tally) result() Result {
+	return Result{
+		Manifests: int(t.manifests.Load()),
+		Blobs:     int(t.blobs.Load()),
+		Mounted:   int(t.mounted.Load()),
+		Skipped:   int(t.skipped.Load()),
+		Referrers: int(t.referrers.Load()),
+		Bytes:     t.bytes.Load(),
+	}
+}
+
+// observer is the destination transport of one copy: it counts into t.
+type observer struct {
+	t    *tally
+	next http.RoundTripper
+}
+
+func (o *observer) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body *countingBody
+	if req.Body != nil && req.Body != http.NoBody && (req.Method == http.MethodPatch || req.Method == http.MethodPut) &&
+		!strings.Contains(req.URL.Path, "/manifests/") {
+		body = &countingBody{rc: req.Body, t: o.t}
+		req = req.Clone(req.Context())
+		req.Body = body
+	}
+	resp, err := o.next.RoundTrip(req)
+	ok := err == nil && resp.StatusCode/100 == 2
+	if body != nil && !ok {
+		o.t.bytes.Add(-body.n.Load()) // a retry sends them again
+	}
+	if ok {
+		o.count(req, resp)
+	}
+	return resp, err
+}
+
+// count classifies a successful destination request.
+func (o *observer) count(req *http.Request, resp *http.Response) {
+	p := req.URL.Path
+	switch req.Method {
+	case http.MethodHead:
+		if strings.Contains(p, "/blobs/") {
+			o.t.skipped.Add(1)
+			return
+		}
+		if _, ref, ok := strings.Cut(p, "/manifests/"); ok {
+			dgst := resp.Header.Get("Docker-Content-Digest")
+			if strings.Contains(ref, ":") {
+				o.t.skipped.Add(1) // by digest: the manifest is there
+			} else if want, ok := o.t.expect.Load(ref); ok && want == dgst {
+				o.t.skipped.Add(1) // the tag already names what we would write
+			}
+		}
+	case http.MethodPost:
+		if resp.StatusCode == http.StatusCreated && req.URL.Query().Get("mount") != "" {
+			o.t.mounted.Add(1)
+		}
+	case http.MethodPut:
+		if _, ref, ok := strings.Cut(p, "/manifests/"); ok {
+			if !isFallbackTag(ref) { // the referrers index go-containerregistry keeps up to date
+				o.t.manifests.Add(1)
+			}
+		} else if req.URL.Query().Get("digest") != "" {
+			o.t.blobs.Add(1)
+		}
+	}
+}
+
+// countingBody counts the bytes of an upload as they are sent.
+type countingBody struct {
+	rc io.ReadCloser
+	t  *tally
+	n  atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n.Add(int64(n))
+	b.t.bytes.Add(int64(n))
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }
+
+// isFallbackTag tells whether tag is the OCI referrers tag schema's
+// sha256-<64 hex>.
+func isFallbackTag(tag string) bool {
+	hexPart, ok := strings.CutPrefix(tag, "sha256-")
+	if !ok || len(hexPart) != 64 {
+		return false
+	}
+	for _, c := range hexPart {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

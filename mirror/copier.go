@@ -104,6 +104,9 @@ func discardLogger() *logrus.Logger {
 
 // transport returns the HTTP transport for e's TLS settings, under the budget.
 func (c *Copier) transport(e Endpoint) (http.RoundTripper, error) {
+	if e.Transport != nil {
+		return e.Transport, nil
+	}
 	if c.base != nil {
 		return c.budget.transport(c.base), nil
 	}

@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -40,6 +41,10 @@ type Endpoint struct {
 	CA []byte
 	// SkipTLSVerify accepts any certificate. For test setups only.
 	SkipTLSVerify bool
+	// Transport, when set, carries every request to this endpoint instead of
+	// the network (the hosted registry of this server, in process); the TLS
+	// settings and the rate-limit budget do not apply to it.
+	Transport http.RoundTripper
 }
 
 // String returns the repository, never the credentials.

@@ -1,0 +1,358 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ocimirror/proxy/auth"
+	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/hosted"
+	"github.com/ocimirror/proxy/internal/testregistry"
+)
+
+// server is a hosted registry with the mirroring engine and its API, as
+// proxy serve wires them, with admin alice and plain user bob.
+type server struct {
+	api    string // base URL of /api/v0
+	reg    *hosted.Registry
+	engine *Engine
+}
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	log := quietLog()
+	reg, err := hosted.New(context.Background(), t.TempDir(), hosted.WithLogger(log), hosted.WithDelete(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openTestDB(t, filepath.Join(t.TempDir(), "mirror.db"))
+	jobs, err := OpenJobs(db, WithJobLogger(log), WithJobBackoff(func(int) time.Duration { return 20 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := config.Hosted{Namespaces: []string{"dev"}}
+	eng, err := NewEngine(db, jobs, NewCopier(WithLogger(log), WithRetries(2, 10*time.Millisecond)),
+		Local{Host: "hosted.local", Transport: reg.Transport(), IsHosted: ns.IsHosted},
+		WithEngineLogger(log), WithPollInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz, err := auth.New(config.Auth{Htpasswd: &config.Htpasswd{Realm: "r", Path: htpasswd(t, "alice", "bob")},
+		Admins: []string{"alice"}}, auth.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, unsubscribe := reg.Subscribe(100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { jobs.Run(ctx); done <- struct{}{} }()
+	go func() { eng.Run(ctx, events); done <- struct{}{} }()
+	srv := httptest.NewServer(NewAPI(eng, authz))
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-done
+		<-done
+		unsubscribe()
+		db.Close()
+		reg.Close()
+	})
+	return &server{api: srv.URL + "/api/v0", reg: reg, engine: eng}
+}
+
+// htpasswd writes users whose password is their name.
+func htpasswd(t *testing.T, users ...string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, u := range users {
+		h, _ := bcrypt.GenerateFromPassword([]byte(u), bcrypt.MinCost)
+		fmt.Fprintf(&b, "%s:%s\n", u, h)
+	}
+	p := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// call does an API request as user ("" anonymous) and decodes a JSON answer
+// into out when it is not nil.
+func (s *server) call(t *testing.T, user, method, path string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.api+path, rd)
+	if user != "" {
+		req.SetBasicAuth(user, user)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// localDigest resolves a tag of a hosted repository ("" when it is absent).
+func (s *server) localDigest(t *testing.T, repoTag string) string {
+	t.Helper()
+	ref, _ := name.ParseReference("hosted.local/"+repoTag, name.Insecure)
+	d, err := remote.Head(ref, remote.WithTransport(s.reg.Transport()))
+	if err != nil {
+		return ""
+	}
+	return d.Digest.String()
+}
+
+// waitJobs waits until no job is waiting or running, for at most 20s.
+func (s *server) waitJobs(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		busy := 0
+		for _, st := range []Status{StatusWaiting, StatusRunning} {
+			jobs, _ := s.engine.jobs.List("", st, 0, 100)
+			busy += len(jobs)
+		}
+		if busy == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("jobs did not finish")
+}
+
+func TestPolicyAPI(t *testing.T) {
+	remoteReg := testregistry.Start(t)
+	remoteReg.PushRandom(t, "team/app:v1", 256, 1)
+	s := startServer(t)
+	good := map[string]any{"remoteHost": remoteReg.URL, "remoteRepository": "team/app", "username": "u", "password": "secret"}
+	with := func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for k, v := range good {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	const polls = "/repositories/dev/app/pollMirroringPolicies"
+	cases := []struct {
+		name, user, method, path string
+		body                     any
+		status                   int
+		code                     string
+	}{
+		{"anonymous", "", http.MethodGet, polls, nil, http.StatusUnauthorized, "UNAUTHORIZED"},
+		{"not an admin", "bob", http.MethodGet, polls, nil, http.StatusForbidden, "DENIED"},
+		{"not hosted", "alice", http.MethodPost, "/repositories/library/app/pollMirroringPolicies", good, http.StatusNotFound, "NO_SUCH_REPOSITORY"},
+		{"bad json", "alice", http.MethodPost, polls, "{", http.StatusBadRequest, "INVALID_JSON"},
+		{"unknown field", "alice", http.MethodPost, polls, with("colour", "red"), http.StatusBadRequest, "INVALID_JSON"},
+		{"scanner rule", "alice", http.MethodPost, polls, with("rules", []Rule{{"vulnerability_critical", "greater_than", []string{"0"}}}), http.StatusBadRequest, "INVALID_INPUT"},
+		{"bad template", "alice", http.MethodPost, polls, with("tagTemplate", "%q"), http.StatusBadRequest, "INVALID_INPUT"},
+		{"unreachable", "alice", http.MethodPost, polls, with("remoteHost", "http://127.0.0.1:1"), http.StatusBadRequest, "REMOTE_CONNECT_FAILED"},
+		{"no such policy", "alice", http.MethodGet, polls + "/nope", nil, http.StatusNotFound, "NO_SUCH_MIRRORING_POLICY"},
+		{"no such job", "alice", http.MethodGet, "/jobs/nope", nil, http.StatusNotFound, "NO_SUCH_JOB"},
+		{"bad job", "alice", http.MethodPost, "/jobs", map[string]string{"action": "push_mirror_tag"}, http.StatusBadRequest, "INVALID_INPUT"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out struct {
+				Errors []struct{ Code, Message string }
+			}
+			status := s.call(t, tc.user, tc.method, tc.path, rawOr(tc.body), &out)
+			if status != tc.status || len(out.Errors) == 0 || out.Errors[0].Code != tc.code {
+				t.Errorf("%d %+v, want %d %s", status, out.Errors, tc.status, tc.code)
+			}
+		})
+	}
+
+	// Create, read, change, delete.
+	var p Policy
+	if st := s.call(t, "alice", http.MethodPost, polls+"?initialEvaluation=false", good, &p); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	if p.ID == "" || p.Password != masked || !p.Enabled || p.TagTemplate != "%n" || p.LocalRepository != "dev/app" {
+		t.Errorf("created %+v", p)
+	}
+	var list []Policy
+	if s.call(t, "alice", http.MethodGet, polls, nil, &list); len(list) != 1 || list[0].ID != p.ID {
+		t.Errorf("list %+v", list)
+	}
+	var changed Policy
+	if st := s.call(t, "alice", http.MethodPut, polls+"/"+p.ID, with("password", masked, "tagTemplate", "m-%n", "enabled", false), &changed); st != http.StatusOK {
+		t.Fatalf("update: %d", st)
+	}
+	stored, _ := s.engine.policies.get(p.ID)
+	if changed.TagTemplate != "m-%n" || changed.Enabled || stored.Policy.Password != "secret" {
+		t.Errorf("updated %+v, stored password %q", changed, stored.Policy.Password)
+	}
+	if st := s.call(t, "alice", http.MethodGet, "/repositories/dev/app/pushMirroringPolicies/"+p.ID, nil, nil); st != http.StatusNotFound {
+		t.Errorf("a poll policy read as a push policy: %d", st)
+	}
+	if st := s.call(t, "alice", http.MethodDelete, polls+"/"+p.ID, nil, nil); st != http.StatusNoContent {
+		t.Errorf("delete: %d", st)
+	}
+	if st := s.call(t, "alice", http.MethodGet, polls+"/"+p.ID, nil, nil); st != http.StatusNotFound {
+		t.Errorf("after delete: %d", st)
+	}
+	var crons []Cron
+	if s.call(t, "alice", http.MethodGet, "/crons", nil, &crons); len(crons) != 1 || crons[0].Action != ActionPoll || crons[0].NextRun.IsZero() {
+		t.Errorf("crons %+v", crons)
+	}
+}
+
+// rawOr sends a string body as it is (bad JSON), anything else as JSON.
+func rawOr(body any) any {
+	if s, ok := body.(string); ok {
+		return json.RawMessage(s)
+	}
+	return body
+}
+
+func TestPollMirroring(t *testing.T) {
+	remoteReg := testregistry.Start(t)
+	v1img := remoteReg.PushRandom(t, "team/app:v1", 1024, 2)
+	v2img := remoteReg.PushRandom(t, "team/app:v2", 1024, 2)
+	remoteReg.PushRandom(t, "team/app:skip-me", 256, 1)
+	s := startServer(t)
+	body := map[string]any{"remoteHost": remoteReg.URL, "remoteRepository": "team/app",
+		"rules": []Rule{{Field: "tag", Operator: OpStartsWith, Values: []string{"v"}}}}
+	var p Policy
+	if st := s.call(t, "alice", http.MethodPost, "/repositories/dev/app/pollMirroringPolicies?initialEvaluation=true", body, &p); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	s.waitJobs(t)
+	for tag, img := range map[string]v1.Image{"v1": v1img, "v2": v2img} {
+		if got := s.localDigest(t, "dev/app:"+tag); got != hexOf(t, img) {
+			t.Errorf("dev/app:%s = %q, want %s", tag, got, hexOf(t, img))
+		}
+	}
+	if got := s.localDigest(t, "dev/app:skip-me"); got != "" {
+		t.Errorf("a tag the rules exclude was mirrored: %s", got)
+	}
+
+	// The remote moves v1 and adds v3; a poll copies those and only HEADs v2.
+	moved := remoteReg.PushRandom(t, "team/app:v1", 1024, 2)
+	v3 := remoteReg.PushRandom(t, "team/app:v3", 1024, 2)
+	getsBefore := remoteReg.Count(http.MethodGet, "manifests")
+	var job Job
+	if st := s.call(t, "alice", http.MethodPost, "/jobs", map[string]string{"action": ActionPoll}, &job); st != http.StatusAccepted {
+		t.Fatalf("run poll: %d", st)
+	}
+	s.waitJobs(t)
+	if got := s.localDigest(t, "dev/app:v1"); got != hexOf(t, moved) {
+		t.Errorf("moved v1 = %s, want %s", got, hexOf(t, moved))
+	}
+	if got := s.localDigest(t, "dev/app:v3"); got != hexOf(t, v3) {
+		t.Errorf("new v3 = %s", got)
+	}
+	if gets := remoteReg.Count(http.MethodGet, "manifests") - getsBefore; gets != 2 {
+		t.Errorf("%d manifest GETs upstream for 2 changed tags (v2 should cost a HEAD only)", gets)
+	}
+	var logs []LogLine
+	s.call(t, "alice", http.MethodGet, "/jobs/"+job.ID+"/logs", nil, &logs)
+	if !logsContain(logs, "unchanged v2") || !logsContain(logs, "copied") {
+		t.Errorf("job log: %+v", logs)
+	}
+	var got Policy
+	s.call(t, "alice", http.MethodGet, "/repositories/dev/app/pollMirroringPolicies/"+p.ID, nil, &got)
+	if got.LastStatus == nil || got.LastStatus.Code != "SUCCESS" {
+		t.Errorf("lastStatus %+v", got.LastStatus)
+	}
+}
+
+func logsContain(logs []LogLine, s string) bool {
+	for _, l := range logs {
+		if strings.Contains(l.Line, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Without initial evaluation, the remote's present tags are recorded, not
+// copied; later ones are.
+func TestPollWithoutInitialEvaluation(t *testing.T) {
+	remoteReg := testregistry.Start(t)
+	remoteReg.PushRandom(t, "team/app:old", 256, 1)
+	s := startServer(t)
+	body := map[string]any{"remoteHost": remoteReg.URL, "remoteRepository": "team/app"}
+	if st := s.call(t, "alice", http.MethodPost, "/repositories/dev/app/pollMirroringPolicies", body, nil); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	fresh := remoteReg.PushRandom(t, "team/app:new", 256, 1)
+	s.call(t, "alice", http.MethodPost, "/jobs", map[string]string{"action": ActionPoll}, nil)
+	s.waitJobs(t)
+	if got := s.localDigest(t, "dev/app:old"); got != "" {
+		t.Errorf("old tag copied: %s", got)
+	}
+	if got := s.localDigest(t, "dev/app:new"); got != hexOf(t, fresh) {
+		t.Errorf("new tag = %q", got)
+	}
+}
+
+func TestPushMirroring(t *testing.T) {
+	remoteReg := testregistry.Start(t)
+	s := startServer(t)
+	body := map[string]any{"remoteHost": remoteReg.URL, "remoteRepository": "mirrored/app", "tagTemplate": "%n-mirror",
+		"rules": []Rule{{Field: "tag", Operator: OpStartsWith, Values: []string{"release-"}}}}
+	if st := s.call(t, "alice", http.MethodPost, "/repositories/dev/app/pushMirroringPolicies", body, nil); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	push := func(tag string) v1.Image {
+		img, _ := random.Image(512, 2)
+		ref, _ := name.ParseReference("hosted.local/dev/app:"+tag, name.Insecure)
+		if err := remote.Write(ref, img, remote.WithTransport(s.reg.Transport())); err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	rel := push("release-1")
+	push("dev-1")
+	deadline := time.Now().Add(20 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		if d, err := remote.Head(remoteReg.Ref(t, "mirrored/app:release-1-mirror")); err == nil {
+			got = d.Digest.String()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got != hexOf(t, rel) {
+		t.Fatalf("pushed release-1 arrived as %q, want %s", got, hexOf(t, rel))
+	}
+	s.waitJobs(t)
+	if _, err := remote.Head(remoteReg.Ref(t, "mirrored/app:dev-1-mirror")); err == nil {
+		t.Error("a tag the rules exclude was pushed")
+	}
+}
+
+// hexOf is the digest string of an image.
+func hexOf(t *testing.T, img v1.Image) string { t.Helper(); return digestOf(t, img).String() }

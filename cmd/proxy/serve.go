@@ -102,7 +102,7 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	frontOpts, closeFront, err := frontOptions(ctx, cfg, byHost, log)
+	fr, err := newFront(ctx, cfg, byHost, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -114,12 +114,16 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 		for _, c := range caches {
 			c.Close()
 		}
-		closeFront()
+		fr.close()
 	}
 	opts := append([]proxy.Option{proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),
-		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled)}, frontOpts...)
+		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled)}, fr.opts...)
 	api := proxy.New(def, opts...)
-	return rootHandler(api, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == ""), reg, stop, nil
+	var h http.Handler = api
+	if fr.api != nil {
+		h = withAPI(api, fr.api)
+	}
+	return rootHandler(h, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == ""), reg, stop, nil
 }
 
 // serveHTTP serves h until ctx ends, then lets transfers in flight finish for up

@@ -286,6 +286,22 @@ func TestPollMirroring(t *testing.T) {
 	if got.LastStatus == nil || got.LastStatus.Code != "SUCCESS" {
 		t.Errorf("lastStatus %+v", got.LastStatus)
 	}
+
+	// The remote goes away: the mirror still serves what it copied, and the
+	// policy says what failed.
+	remoteReg.Stop()
+	s.call(t, "alice", http.MethodPost, "/jobs", map[string]string{"action": ActionPoll}, &job)
+	s.waitJobs(t)
+	if got := s.localDigest(t, "dev/app:v3"); got != hexOf(t, v3) {
+		t.Errorf("with the remote down, dev/app:v3 = %q", got)
+	}
+	s.call(t, "alice", http.MethodGet, "/repositories/dev/app/pollMirroringPolicies/"+p.ID, nil, &got)
+	if got.LastStatus == nil || got.LastStatus.Code != "FAILED" || !strings.Contains(got.LastStatus.Detail, "connection refused") {
+		t.Errorf("lastStatus with the remote down: %+v", got.LastStatus)
+	}
+	if j, _ := s.engine.jobs.Get(job.ID); j.Status != StatusError {
+		t.Errorf("poll job with the remote down: %+v", j)
+	}
 }
 
 func logsContain(logs []LogLine, s string) bool {

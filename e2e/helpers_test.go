@@ -431,13 +431,20 @@ type upstreams struct {
 // on each, Docker media types for A's image and OCI for B's.
 func startUpstreams(t *testing.T) *upstreams {
 	t.Helper()
-	u := &upstreams{A: testregistry.Start(t), B: testregistry.Start(t)}
+	u := &upstreams{A: startRegistry(t), B: startRegistry(t)}
 	sizes := []int64{1 << 10, 1 << 20, 8 << 20}
 	u.App = pushImage(t, u.A, "library/e2e-app", platformImage(t, "linux", "amd64", types.DockerManifestSchema2, sizes...))
 	u.AppB = pushImage(t, u.B, "owner/app", platformImage(t, "linux", "amd64", types.OCIManifestSchema1, sizes...))
 	u.Multi = pushIndex(t, u.A, "library/e2e-multi", 4<<10, 256<<10)
 	u.MultiB = pushIndex(t, u.B, "owner/multi", 4<<10, 256<<10)
 	return u
+}
+
+// startRegistry starts a distribution registry on filesystem storage, as
+// registries run in production (and its in-memory driver mislists some tags).
+func startRegistry(t *testing.T) *testregistry.Registry {
+	t.Helper()
+	return testregistry.Start(t, testregistry.WithRoot(t.TempDir()))
 }
 
 func pushImage(t *testing.T, reg *testregistry.Registry, repo string, img v1.Image) seeded {

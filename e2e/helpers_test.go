@@ -499,19 +499,20 @@ func (m *mirror) requestLines(pathPart string) []string {
 
 // checkRouted fails unless the mirror's access log has a 200 for a manifest
 // and one for a blob of repo, each with the field want (e.g. "ns=docker.io").
+// A line is written just after its response: allow it a moment.
 func (m *mirror) checkRouted(t *testing.T, repo, want string) {
 	t.Helper()
 	for _, endpoint := range []string{"/manifests/", "/blobs/"} {
-		found := false
-		for _, line := range m.requestLines("/v2/" + repo + endpoint) {
-			if strings.Contains(line, " "+want) && strings.Contains(line, "status=200") {
-				found = true
-				break
+		err := waitUntil(5*time.Second, func() error {
+			for _, line := range m.requestLines("/v2/" + repo + endpoint) {
+				if strings.Contains(line, " "+want) && strings.Contains(line, "status=200") {
+					return nil
+				}
 			}
-		}
-		if !found {
-			t.Errorf("the mirror's access log has no 200 for %s%s with %s:\n%s",
-				repo, endpoint, want, strings.Join(m.requestLines("/v2/"), "\n"))
+			return fmt.Errorf("no 200 for %s%s with %s", repo, endpoint, want)
+		})
+		if err != nil {
+			t.Errorf("the mirror's access log: %v:\n%s", err, strings.Join(m.requestLines("/v2/"), "\n"))
 		}
 	}
 }

@@ -57,6 +57,7 @@ func TestContainerdPullThroughMirror(t *testing.T) {
 			c.ctr(t, "images", "pull", "--hosts-dir", hostsDir, "--snapshotter", "native", "--platform", "linux/amd64", tc.ref)
 			c.checkImage(t, tc.ref, tc.img.want)
 			m.checkRouted(t, tc.logRepo, tc.routed)
+			m.checkNotFetched(t, tc.img.want.others)
 		})
 	}
 	if n := u.B.Count("GET", "blobs"); n == 0 {
@@ -218,6 +219,7 @@ func TestPodmanPullThroughMirror(t *testing.T) {
 			p.run(t, "pull", "--quiet", "--platform", "linux/amd64", "--signature-policy", p.policy, tc.ref)
 			p.checkImage(t, tc.ref, tc.img)
 			m.checkRouted(t, tc.logRepo, tc.routed)
+			m.checkNotFetched(t, tc.img.want.others)
 		})
 	}
 }
@@ -360,6 +362,7 @@ func TestDockerdPullThroughMirror(t *testing.T) {
 			}
 			d.checkImage(t, tc.ref, tc.img)
 			m.checkRouted(t, tc.logRepo, tc.routed)
+			m.checkNotFetched(t, tc.img.want.others)
 			for _, line := range m.requestLines("/v2/" + tc.logRepo + "/") {
 				if strings.Contains(line, " ns=") {
 					t.Errorf("dockerd sent ns=, which it is not known to do: %s", line)

@@ -497,6 +497,17 @@ func (m *mirror) requestLines(pathPart string) []string {
 	return out
 }
 
+// checkNotFetched fails if the mirror's access log has a request for any of
+// the blobs (another platform's layers, which a client must not pull).
+func (m *mirror) checkNotFetched(t *testing.T, blobs []v1.Hash) {
+	t.Helper()
+	for _, d := range blobs {
+		if lines := m.requestLines("/blobs/" + d.String()); len(lines) > 0 {
+			t.Errorf("a client asked for %s, a layer of another platform:\n%s", d, strings.Join(lines, "\n"))
+		}
+	}
+}
+
 // checkRouted fails unless the mirror's access log has a 200 for a manifest
 // and one for a blob of repo, each with the field want (e.g. "ns=docker.io").
 // A line is written just after its response: allow it a moment.

@@ -1,7 +1,10 @@
 //go:build e2e
 
-// Package e2e drives the built proxy binary with real clients over loopback.
-// Run with: go test -tags e2e ./e2e/ (needs crane on PATH; .ci/test installs it).
+// Package e2e drives the built proxy binary with real clients over loopback:
+// crane, skopeo, containerd (ctr), podman, dockerd and the OCI conformance
+// suite. Run with: go test -tags e2e ./e2e/ (as root, for the daemons). crane
+// and skopeo are required; a test whose other client is missing skips, unless
+// E2E_REQUIRE_CLIENTS=1 (.ci/test installs every client and sets it).
 package e2e
 
 import (

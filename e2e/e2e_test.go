@@ -1,11 +1,13 @@
 //go:build e2e
 
-// Package e2e drives the built proxy binary with real clients over loopback.
-// Run with: go test -tags e2e ./e2e/ (needs crane on PATH; .ci/test installs it).
+// Package e2e drives the built proxy binary with real clients over loopback:
+// crane, skopeo, containerd (ctr), podman, dockerd and the OCI conformance
+// suite. Run with: go test -tags e2e ./e2e/ (as root, for the daemons). crane
+// and skopeo are required; a test whose other client is missing skips, unless
+// E2E_REQUIRE_CLIENTS=1 (.ci/test installs every client and sets it).
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -24,17 +26,6 @@ import (
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
-// buildProxy builds cmd/proxy into a temp dir.
-func buildProxy(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "proxy")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/proxy")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -47,7 +38,7 @@ func freeAddr(t *testing.T) string {
 
 // startProxy runs the binary with a config pointing at upstream and waits until
 // it answers /v2/.
-func startProxy(t *testing.T, bin, upstreamURL string) (string, *exec.Cmd, *bytes.Buffer) {
+func startProxy(t *testing.T, bin, upstreamURL string) (string, *exec.Cmd, *syncBuffer) {
 	t.Helper()
 	addr, cmd, logs, _ := startProxyConfig(t, bin, upstreamURL, t.TempDir(), "")
 	return addr, cmd, logs
@@ -55,7 +46,7 @@ func startProxy(t *testing.T, bin, upstreamURL string) (string, *exec.Cmd, *byte
 
 // startProxyConfig starts the binary on storage root with extra proxy-section
 // YAML, and returns the config file's path too.
-func startProxyConfig(t *testing.T, bin, upstreamURL, root, extra string) (string, *exec.Cmd, *bytes.Buffer, string) {
+func startProxyConfig(t *testing.T, bin, upstreamURL, root, extra string) (string, *exec.Cmd, *syncBuffer, string) {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -82,12 +73,12 @@ proxy:
 
 // runProxy starts the binary with args and extra environment, and waits until
 // addr answers /v2/.
-func runProxy(t *testing.T, addr string, env []string, bin string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+func runProxy(t *testing.T, addr string, env []string, bin string, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
-	var logs bytes.Buffer
+	logs := &syncBuffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +88,7 @@ func runProxy(t *testing.T, addr string, env []string, bin string, args ...strin
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			return cmd, &logs
+			return cmd, logs
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

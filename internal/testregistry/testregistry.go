@@ -1,5 +1,6 @@
 // Package testregistry runs distribution's registry in-process, on loopback with
-// in-memory storage, as the real upstream of the proxy's tests. It counts the
+// in-memory storage (or a directory, WithRoot), as the real upstream of the
+// proxy's tests. It counts the
 // requests it serves and can put a Bearer token service in front of the registry.
 package testregistry
 
@@ -17,7 +18,8 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // the registry's storage
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // WithRoot
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"   // the default
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,6 +37,7 @@ type Registry struct {
 	app   http.Handler
 	user  string
 	pass  string
+	root  string // filesystem storage root; "" for in-memory
 	mu    sync.Mutex
 	count map[string]*atomic.Int64
 	toks  sync.Map // token -> struct{}
@@ -50,22 +53,32 @@ func WithTokenAuth(user, pass string) Option {
 	return func(r *Registry) { r.user, r.pass = user, pass }
 }
 
+// WithRoot stores the registry's content in dir with distribution's filesystem
+// driver instead of in memory. (distribution v3.1.2's in-memory driver lists
+// the tags of a repository wrongly when a tag is named like a directory of its
+// storage layout: a tag "docker" makes the list 404, a tag "index" is left out.
+// The conformance suite pushes a tag "index".)
+func WithRoot(dir string) Option {
+	return func(r *Registry) { r.root = dir }
+}
+
 // Start runs a registry until the test ends.
 func Start(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
+	r := &Registry{count: map[string]*atomic.Int64{}}
+	for _, o := range opts {
+		o(r)
+	}
 	cfg := &configuration.Configuration{}
 	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
+	if r.root != "" {
+		cfg.Storage = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": r.root}}
+	}
 	cfg.Storage["delete"] = configuration.Parameters{"enabled": true}
 	cfg.Log.Level = "panic" // its 404s are expected here, not news
 	cfg.Log.AccessLog.Disabled = true
 	logrus.SetLevel(logrus.PanicLevel)
-	r := &Registry{
-		app:   handlers.NewApp(context.Background(), cfg),
-		count: map[string]*atomic.Int64{},
-	}
-	for _, o := range opts {
-		o(r)
-	}
+	r.app = handlers.NewApp(context.Background(), cfg)
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
 	r.URL = r.srv.URL

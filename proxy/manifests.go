@@ -17,7 +17,7 @@ func (h *Handler) manifest(w http.ResponseWriter, r *http.Request, req *request)
 		return err
 	}
 	req.source = m.Source
-	if req.dgst == "" && !accepts(accept, m.MediaType) {
+	if req.dgst == "" && strings.HasPrefix(m.MediaType, "application/vnd.oci.") && !accepts(accept, m.MediaType) {
 		return withStatus(http.StatusNotFound, errcode.ErrorCodeManifestUnknown,
 			"the manifest of this tag is a "+m.MediaType+", which the Accept header does not allow")
 	}
@@ -53,7 +53,9 @@ func acceptList(h http.Header) []string {
 }
 
 // accepts reports whether a client with this Accept list takes mediaType. No
-// Accept header, or a wildcard, takes anything.
+// Accept header, or a wildcard, takes anything. As distribution's registry
+// does, only OCI manifests and indexes by tag are refused to a client that does
+// not list them (it could not parse them); Docker's types are served anyway.
 func accepts(accept []string, mediaType string) bool {
 	if len(accept) == 0 {
 		return true

@@ -209,11 +209,19 @@ func TestManifestHeaders(t *testing.T) {
 			}
 		}
 	}
-	// A client that accepts only manifest lists gets no single manifest by tag.
-	code, _, body := get(t, "GET", m.URL+"/v2/hdr/manifests/v1",
+	// As distribution does, a Docker manifest is served whatever the Accept
+	// header; an OCI one by tag only to a client that lists OCI types.
+	code, _, _ := get(t, "GET", m.URL+"/v2/hdr/manifests/v1",
 		map[string]string{"Accept": "application/vnd.oci.image.index.v1+json"})
+	if code != http.StatusOK {
+		t.Fatalf("Docker manifest to an OCI-index-only client: %d", code)
+	}
+	oci, _ := random.Image(100, 1)
+	reg.Push(t, "hdr:oci", mutate.MediaType(oci, types.OCIManifestSchema1))
+	code, _, body := get(t, "GET", m.URL+"/v2/hdr/manifests/oci",
+		map[string]string{"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
 	if code != http.StatusNotFound || errCode(t, body) != "MANIFEST_UNKNOWN" {
-		t.Fatalf("unacceptable media type: %d %s", code, body)
+		t.Fatalf("OCI manifest to a Docker-only client: %d %s", code, body)
 	}
 }
 

@@ -34,7 +34,7 @@ func (h *Handler) pick(r *http.Request, name string) (*cache.Cache, string, erro
 	}
 	first, rest, found := strings.Cut(name, "/")
 	if found && isRegistryHost(first) {
-		c, ok := h.hosts[first]
+		c, ok := h.hosts[strings.ToLower(first)]
 		if !ok {
 			return nil, "", noUpstream(first)
 		}

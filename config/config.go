@@ -259,6 +259,8 @@ type Upstream struct {
 	Username     string `yaml:"username"`
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"passwordfile"`
+	// PasswordEnv names an environment variable holding the password.
+	PasswordEnv string `yaml:"passwordenv"`
 	// CA is a PEM bundle of CAs trusted for it, beside the system roots.
 	CA string `yaml:"ca"`
 	// InsecureSkipVerify disables its certificate verification.
@@ -352,6 +354,9 @@ func Parse(data []byte, environ []string) (*Config, error) {
 		return nil, attributeEnv(err, envKeys)
 	}
 	cfg.normalize()
+	if err := cfg.passwordsFromEnv(environ); err != nil {
+		return nil, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, attributeEnv(err, envKeys)
 	}

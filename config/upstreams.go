@@ -48,6 +48,30 @@ func (c *Config) normalizeUpstreams() {
 	}
 }
 
+// passwordsFromEnv fills the password of every upstream with passwordenv from
+// the environment it names.
+func (c *Config) passwordsFromEnv(environ []string) error {
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		if u.PasswordEnv == "" {
+			continue
+		}
+		key := fmt.Sprintf("upstreams[%d].passwordenv", i)
+		if u.Password != "" || u.PasswordFile != "" {
+			return newError(key, u.PasswordEnv, "set one of password, passwordfile and passwordenv")
+		}
+		for _, kv := range environ {
+			if name, value, ok := strings.Cut(kv, "="); ok && name == u.PasswordEnv {
+				u.Password = value
+			}
+		}
+		if u.Password == "" {
+			return newError(key, u.PasswordEnv, "environment variable is not set or empty")
+		}
+	}
+	return nil
+}
+
 // validateUpstreams checks every upstream and that no host is claimed twice.
 func (c *Config) validateUpstreams() error {
 	seen := map[string]string{}

@@ -52,6 +52,8 @@ func TestUpstreamErrors(t *testing.T) {
 		{"username alone", "upstreams:\n  - host: a.example\n    username: u", "upstreams[0].password"},
 		{"both passwords", "upstreams:\n  - host: a.example\n    username: u\n    password: p\n    passwordfile: /x", "upstreams[0].passwordfile"},
 		{"missing password file", "upstreams:\n  - host: a.example\n    username: u\n    passwordfile: /nonexistent/pw", "upstreams[0].passwordfile"},
+		{"password env unset", "upstreams:\n  - host: a.example\n    username: u\n    passwordenv: NOT_SET_ANYWHERE", "upstreams[0].passwordenv"},
+		{"password and env", "upstreams:\n  - host: a.example\n    username: u\n    password: p\n    passwordenv: X", "upstreams[0].passwordenv"},
 		{"missing CA", "upstreams:\n  - host: a.example\n    ca: /nonexistent/ca.pem", "upstreams[0].ca"},
 		{"not a list", "upstreams:\n  host: a.example", "upstreams"},
 	}
@@ -63,6 +65,17 @@ func TestUpstreamErrors(t *testing.T) {
 				t.Fatalf("error %q (key %q), want key %q", err, e.Key, tt.key)
 			}
 		})
+	}
+}
+
+func TestUpstreamPasswordEnv(t *testing.T) {
+	cfg, err := Parse([]byte("version: 0.1\nupstreams:\n  - host: a.example\n    username: robot\n    passwordenv: QUAY_TOKEN\n"),
+		[]string{"OTHER=x", "QUAY_TOKEN=s3cret=with=equals"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Upstreams[0].Password; got != "s3cret=with=equals" {
+		t.Errorf("password %q", got)
 	}
 }
 

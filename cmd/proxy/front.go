@@ -144,13 +144,29 @@ func runMirroring(jobs *mirror.Jobs, eng *mirror.Engine, reg *hosted.Registry, d
 	}
 }
 
-// withAPI serves /api/v0/ with api and everything else with registry.
-func withAPI(registry, api http.Handler) http.Handler {
+// withAPI serves /api/v0/ with api, with a line per request in the log, and
+// everything else with registry.
+func withAPI(registry, api http.Handler, log *logrus.Entry) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/v0/") {
-			api.ServeHTTP(w, r)
+		if !strings.HasPrefix(r.URL.Path, "/api/v0/") {
+			registry.ServeHTTP(w, r)
 			return
 		}
-		registry.ServeHTTP(w, r)
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		api.ServeHTTP(sw, r)
+		log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": sw.status,
+			"duration": time.Since(start).Round(time.Microsecond).String(), "remote": r.RemoteAddr}).Info("api request")
 	})
+}
+
+// statusWriter remembers the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }

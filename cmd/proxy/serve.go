@@ -121,7 +121,7 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	api := proxy.New(def, opts...)
 	var h http.Handler = api
 	if fr.api != nil {
-		h = withAPI(api, fr.api)
+		h = withAPI(api, fr.api, log)
 	}
 	return rootHandler(h, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == ""), reg, stop, nil
 }

@@ -98,7 +98,7 @@ func (o *observer) count(req *http.Request, resp *http.Response) {
 		}
 	case http.MethodPut:
 		if _, ref, ok := strings.Cut(p, "/manifests/"); ok {
-			if isFallbackTag(ref) { // the referrers index go-containerregistry keeps up to date
+			if IsReferrersTag(ref) { // the referrers index go-containerregistry keeps up to date
 				return
 			}
 			dgst := ref
@@ -134,9 +134,12 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 func (b *countingBody) Close() error { return b.rc.Close() }
 
-// isFallbackTag tells whether tag is the OCI referrers tag schema's
-// sha256-<64 hex>.
-func isFallbackTag(tag string) bool {
+// IsReferrersTag tells whether tag is a tag of the OCI referrers tag schema,
+// sha256-<64 hex>: an index of the referrers of that digest, kept by whoever
+// pushes referrers to a registry without the referrers API. Such tags are not
+// worth copying as tags of their own: Copy brings referrers along with their
+// subjects, and the destination keeps its own index (or has the API).
+func IsReferrersTag(tag string) bool {
 	hexPart, ok := strings.CutPrefix(tag, "sha256-")
 	if !ok || len(hexPart) != 64 {
 		return false

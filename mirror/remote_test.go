@@ -111,3 +111,19 @@ func TestEndpointPrintsNoCredentials(t *testing.T) {
 		}
 	}
 }
+
+func TestIsReferrersTag(t *testing.T) {
+	hex := strings.Repeat("0123456789abcdef", 4)
+	for tag, want := range map[string]bool{
+		"sha256-" + hex:                  true,
+		"sha256-" + hex + ".sig":         false, // cosign's: an image of its own
+		"sha256-" + hex[:63]:             false,
+		"sha256-" + strings.ToUpper(hex): false,
+		"sha512-" + hex:                  false,
+		"latest":                         false,
+	} {
+		if got := IsReferrersTag(tag); got != want {
+			t.Errorf("IsReferrersTag(%q) = %t", tag, got)
+		}
+	}
+}

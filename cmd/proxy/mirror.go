@@ -324,7 +324,7 @@ func (m *mirrorRun) image(ctx context.Context, img mirrorImage, kc authn.Keychai
 		}
 		// sha256-<hex> tags are the referrers tag schema: referrers travel
 		// with their subjects, and the destination keeps its own such index.
-		refs = slices.DeleteFunc(tags, isReferrersTag)
+		refs = slices.DeleteFunc(tags, mirror.IsReferrersTag)
 		slices.Sort(refs)
 		if len(refs) == 0 {
 			m.line("%s: no tags\n", src)
@@ -341,11 +341,6 @@ func (m *mirrorRun) image(ctx context.Context, img mirrorImage, kc authn.Keychai
 		}
 		m.copy(ctx, src, dst, ref, img.path, img.ref != "")
 	}
-}
-
-func isReferrersTag(tag string) bool {
-	h, ok := strings.CutPrefix(tag, "sha256-")
-	return ok && len(h) == 64 && strings.Trim(h, "0123456789abcdef") == ""
 }
 
 // refName renders repo with a tag or a digest.

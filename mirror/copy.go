@@ -34,7 +34,7 @@ type Result struct {
 	Mounted int
 	// Skipped is how many blobs and manifests the destination already had (one
 	// HEAD each). A manifest found skips its blobs without asking for them, so a
-	// copy of an unchanged tag skips 1 and writes nothing.
+	// copy of an unchanged image skips 1 (and its referrers) and writes nothing.
 	Skipped int
 	// Bytes is how many blob bytes were uploaded.
 	Bytes int64
@@ -42,6 +42,16 @@ type Result struct {
 	// referrers and cosign's sha256-<hex>.sig/.att/.sbom tags) were found at the
 	// source and are now at the destination.
 	Referrers int
+	// Tagged is true when the destination tag was written: it named another
+	// digest, or nothing. A copy with Tagged false and nothing written found
+	// the destination up to date.
+	Tagged bool
+}
+
+// UpToDate tells whether the copy found everything at the destination already
+// and wrote nothing (referrers included).
+func (r Result) UpToDate() bool {
+	return !r.Tagged && r.Manifests == 0 && r.Blobs == 0 && r.Mounted == 0
 }
 
 // Progress is a snapshot of a copy in flight, given to WithProgress's function.
@@ -82,8 +92,8 @@ var cosignSuffixes = []string{".sig", ".att", ".sbom"}
 // Blobs the destination has are skipped (one HEAD), blobs in another repository
 // of the same registry are mounted, and the rest stream from source to
 // destination, verified against their digest, at most WithJobs at a time. The tag
-// is written last, so a copy that fails or is cancelled (ctx) never leaves a tag
-// naming an incomplete image. Errors keep the registry's error (errors.As with
+// is written last, after the referrers, so a copy that fails or is cancelled
+// (ctx) never leaves a tag naming an incomplete or unsigned image. Errors keep the registry's error (errors.As with
 // *transport.Error gives its status and errcode), *RateLimitError or ctx's error.
 func (c *Copier) Copy(ctx context.Context, src Endpoint, ref string, dst Endpoint, dstTag string, platforms []v1.Platform) (Result, error) {
 	srcRef, err := src.ref(ref)
@@ -108,7 +118,7 @@ func (c *Copier) Copy(ctx context.Context, src Endpoint, ref string, dst Endpoin
 		}
 	}
 
-	r, err := c.newRun(ctx, src, dst, srcRef.String(), dstRepo.Name())
+	r, err := c.newRun(ctx, src, dst, target, srcRef.String(), dstRepo.Name())
 	if err != nil {
 		return Result{}, fmt.Errorf("copy %s: %w", srcRef, err)
 	}
@@ -144,8 +154,11 @@ type run struct {
 	stopped chan struct{}
 }
 
-func (c *Copier) newRun(ctx context.Context, src, dst Endpoint, srcName, dstName string) (*run, error) {
+func (c *Copier) newRun(ctx context.Context, src, dst Endpoint, target name.Reference, srcName, dstName string) (*run, error) {
 	r := &run{c: c, src: src, dst: dst, tally: &tally{}, srcName: srcName, dstName: dstName}
+	if t, ok := target.(name.Tag); ok {
+		r.tally.tag = t.TagStr()
+	}
 	var err error
 	if r.srcRepo, err = src.repo(); err != nil {
 		return nil, err
@@ -254,14 +267,14 @@ func (r *run) copy(ctx context.Context, srcRef, target name.Reference, platforms
 			}
 		}
 	}
+	// By digest first, then the referrers, then the tag: a tag never names an
+	// image whose signatures are not there yet.
+	byDigest := r.dstRepo.Digest(h.String())
 	if target == nil {
-		target = r.dstRepo.Digest(h.String())
+		target = byDigest
 	}
 	r.setTarget(target, h)
-	if tag, ok := target.(name.Tag); ok {
-		r.tally.expect.Store(tag.TagStr(), h.String())
-	}
-	if err := r.pusher.Push(ctx, target, t); err != nil {
+	if err := r.pusher.Push(ctx, byDigest, t); err != nil {
 		return Result{Digest: h}, err
 	}
 
@@ -282,6 +295,13 @@ func (r *run) copy(ctx context.Context, srcRef, target name.Reference, platforms
 	seen := map[v1.Hash]bool{}
 	for _, s := range subjects {
 		if err := r.copyReferrers(ctx, s, 0, seen); err != nil {
+			return Result{Digest: h}, err
+		}
+	}
+
+	if tag, ok := target.(name.Tag); ok {
+		r.tally.expect.Store(tag.TagStr(), h.String())
+		if err := r.pusher.Push(ctx, tag, t); err != nil {
 			return Result{Digest: h}, err
 		}
 	}

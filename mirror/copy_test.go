@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -62,8 +63,8 @@ func TestCopyIndexWithReferrers(t *testing.T) {
 		t.Error("the SBOM is not a referrer of the arm64 image at the destination")
 	}
 	// 3 images of 2 layers and a config, 2 artifacts of 1 layer and a config.
-	if res.Referrers != 2 || res.Blobs != 3*3+2*2 || res.Manifests != 4+2 || res.Mounted != 0 {
-		t.Errorf("result %+v: want 2 referrers, 13 blobs, 6 manifests, none mounted", res)
+	if res.Referrers != 2 || res.Blobs != 3*3+2*2 || res.Manifests != 4+2 || res.Mounted != 0 || !res.Tagged || res.Skipped != 0 {
+		t.Errorf("result %+v: want 2 referrers, 13 blobs, 6 manifests, tagged, none mounted or skipped", res)
 	}
 	if res.Bytes < 6*(32<<10) {
 		t.Errorf("result says %d bytes uploaded, want at least the 6 layers' %d", res.Bytes, 6*(32<<10))
@@ -107,24 +108,35 @@ func TestCopyAgainSkips(t *testing.T) {
 	if uploads() != before || src.Count(http.MethodGet, "blobs") != srcBlobGets {
 		t.Errorf("second copy uploaded (%d upload requests) or downloaded blobs", uploads()-before)
 	}
-	if res.Blobs != 0 || res.Manifests != 0 || res.Skipped != 1 || res.Digest != digestOf(t, idx) {
+	if res.Blobs != 0 || res.Manifests != 0 || res.Skipped != 1 || res.Tagged || !res.UpToDate() || res.Digest != digestOf(t, idx) {
 		t.Errorf("second copy %+v: want nothing written and the index skipped", res)
 	}
 
-	// The amd64 image by digest under a new tag: the manifest is new under that
-	// tag, its config and layers are all there.
+	// The amd64 image by digest under a new tag: the manifest is there, so only
+	// the tag is written, without a look at its blobs.
 	heads := dst.Count(http.MethodHead, "blobs")
 	amd := digestOf(t, imgs[0])
 	res, err = c.Copy(context.Background(), s, amd.String(), d, "amd64", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("tag copy %+v", res)
-	if got := dst.Count(http.MethodHead, "blobs") - heads; got != 3 || res.Skipped != 3 || res.Blobs != 0 || uploads() != before {
-		t.Errorf("tag copy: %d blob HEADs, %+v, %d uploads: want 3 HEADs, 3 skipped, nothing uploaded", got, res, uploads()-before)
+	if got := dst.Count(http.MethodHead, "blobs") - heads; got != 0 || !res.Tagged || res.Skipped != 1 || res.Manifests != 0 || uploads() != before {
+		t.Errorf("tag copy: %d blob HEADs, %+v: want only the tag written", got, res)
 	}
 	if got := headDigest(t, dst.Host, "team/app:amd64"); got != amd.String() {
 		t.Errorf("amd64 tag is %q, want %s", got, amd)
+	}
+
+	// A new manifest of the same config and layers: 3 blob HEADs, all skipped.
+	annotated := mutate.Annotations(imgs[0], map[string]string{"org.example": "x"}).(v1.Image)
+	src.Push(t, "team/app:annotated", annotated)
+	res, err = c.Copy(context.Background(), s, "annotated", d, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("new manifest, old blobs: %+v", res)
+	if got := dst.Count(http.MethodHead, "blobs") - heads; got != 3 || res.Skipped != 3 || res.Blobs != 0 || res.Manifests != 1 || uploads() != before {
+		t.Errorf("copy of a new manifest of old blobs: %d blob HEADs, %+v, %d uploads: want 3 HEADs, 3 skipped, nothing uploaded", got, res, uploads()-before)
 	}
 }
 

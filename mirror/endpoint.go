@@ -29,7 +29,7 @@ import (
 // An Endpoint prints as its repository only (String, GoString), so that logging
 // one with %v or %#v never shows its credentials.
 type Endpoint struct {
-	Repo name.Repository    // registry and repository, e.g. registry-1.docker.io/library/alpine
+	Repo name.Repository     // registry and repository, e.g. registry-1.docker.io/library/alpine
 	Auth authn.Authenticator // nil: anonymous; authn.Resolve with a Keychain gives one from docker's config.json
 
 	// Insecure allows plain HTTP to the registry (https is still tried first).

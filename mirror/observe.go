@@ -16,10 +16,23 @@ import (
 type tally struct {
 	manifests, blobs, mounted, skipped, referrers atomic.Int64
 	bytes                                         atomic.Int64 // upload bytes sent, minus those of failed requests
+	tagged                                        atomic.Bool  // the copy's tag was written
 
 	// expect maps a tag about to be written to the digest it will name, so that
-	// a HEAD finding the tag already there with that digest counts as skipped.
+	// a HEAD finding the tag with that digest, and a PUT of the tag, are known
+	// to be about that manifest.
 	expect sync.Map // string -> string
+	// tag is the copy's destination tag ("" for a copy by digest).
+	tag string
+	// seen holds the manifest digests counted, written or skipped, so that a
+	// manifest written by digest and then tagged counts once.
+	seen sync.Map // string -> struct{}
+}
+
+// first tells whether digest was not counted yet, and marks it counted.
+func (t *tally) first(digest string) bool {
+	_, loaded := t.seen.LoadOrStore(digest, struct{}{})
+	return !loaded
 }
 
 func (t *tally) result() Result {
@@ -30,6 +43,7 @@ func (t *tally) result() Result {
 		Skipped:   int(t.skipped.Load()),
 		Referrers: int(t.referrers.Load()),
 		Bytes:     t.bytes.Load(),
+		Tagged:    t.tagged.Load(),
 	}
 }
 
@@ -68,11 +82,14 @@ func (o *observer) count(req *http.Request, resp *http.Response) {
 			return
 		}
 		if _, ref, ok := strings.Cut(p, "/manifests/"); ok {
-			dgst := resp.Header.Get("Docker-Content-Digest")
+			dgst := ""
 			if strings.Contains(ref, ":") {
-				o.t.skipped.Add(1) // by digest: the manifest is there
-			} else if want, ok := o.t.expect.Load(ref); ok && want == dgst {
-				o.t.skipped.Add(1) // the tag already names what we would write
+				dgst = ref // by digest: the manifest is there
+			} else if want, ok := o.t.expect.Load(ref); ok && want == resp.Header.Get("Docker-Content-Digest") {
+				dgst = want.(string) // the tag already names what we would write
+			}
+			if dgst != "" && o.t.first(dgst) {
+				o.t.skipped.Add(1)
 			}
 		}
 	case http.MethodPost:
@@ -81,7 +98,18 @@ func (o *observer) count(req *http.Request, resp *http.Response) {
 		}
 	case http.MethodPut:
 		if _, ref, ok := strings.Cut(p, "/manifests/"); ok {
-			if !isFallbackTag(ref) { // the referrers index go-containerregistry keeps up to date
+			if IsReferrersTag(ref) { // the referrers index go-containerregistry keeps up to date
+				return
+			}
+			dgst := ref
+			if !strings.Contains(ref, ":") {
+				if ref == o.t.tag {
+					o.t.tagged.Store(true)
+				}
+				want, _ := o.t.expect.Load(ref)
+				dgst, _ = want.(string)
+			}
+			if dgst == "" || o.t.first(dgst) {
 				o.t.manifests.Add(1)
 			}
 		} else if req.URL.Query().Get("digest") != "" {
@@ -106,9 +134,12 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 func (b *countingBody) Close() error { return b.rc.Close() }
 
-// isFallbackTag tells whether tag is the OCI referrers tag schema's
-// sha256-<64 hex>.
-func isFallbackTag(tag string) bool {
+// IsReferrersTag tells whether tag is a tag of the OCI referrers tag schema,
+// sha256-<64 hex>: an index of the referrers of that digest, kept by whoever
+// pushes referrers to a registry without the referrers API. Such tags are not
+// worth copying as tags of their own: Copy brings referrers along with their
+// subjects, and the destination keeps its own index (or has the API).
+func IsReferrersTag(tag string) bool {
 	hexPart, ok := strings.CutPrefix(tag, "sha256-")
 	if !ok || len(hexPart) != 64 {
 		return false

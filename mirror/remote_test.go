@@ -2,16 +2,26 @@ package mirror
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/ocimirror/proxy/internal/testpki"
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
@@ -109,5 +119,68 @@ func TestEndpointPrintsNoCredentials(t *testing.T) {
 		if strings.Contains(s, "s3cret") {
 			t.Errorf("%s of an *Endpoint: %s", f, s)
 		}
+	}
+}
+
+func TestIsReferrersTag(t *testing.T) {
+	hex := strings.Repeat("0123456789abcdef", 4)
+	for tag, want := range map[string]bool{
+		"sha256-" + hex:                  true,
+		"sha256-" + hex + ".sig":         false, // cosign's: an image of its own
+		"sha256-" + hex[:63]:             false,
+		"sha256-" + strings.ToUpper(hex): false,
+		"sha512-" + hex:                  false,
+		"latest":                         false,
+	} {
+		if got := IsReferrersTag(tag); got != want {
+			t.Errorf("IsReferrersTag(%q) = %t", tag, got)
+		}
+	}
+}
+
+// TestEndpointTLS reaches a registry behind a certificate of a private CA:
+// with the CA (PEM) a copy works, without it the TLS error is what Ping says,
+// and SkipTLSVerify accepts it anyway.
+func TestEndpointTLS(t *testing.T) {
+	reg, dst := testregistry.Start(t), testregistry.Start(t)
+	reg.PushRandom(t, "team/app:v1", 512, 1)
+	ca := testpki.NewCA(t)
+	u, err := url.Parse(reg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(u))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Cert}, MinVersion: tls.VersionTLS12}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are the point
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	pem, err := os.ReadFile(ca.PEMPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := name.NewRepository(host + "/team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCopier(quickRetries)
+
+	err = c.Ping(context.Background(), Endpoint{Repo: repo})
+	var uerr x509.UnknownAuthorityError
+	if !errors.As(err, &uerr) {
+		t.Errorf("ping without the CA: %v, want an unknown authority error", err)
+	}
+	if err := c.Ping(context.Background(), Endpoint{Repo: repo, SkipTLSVerify: true}); err != nil {
+		t.Errorf("ping skipping verification: %v", err)
+	}
+	if err := c.Ping(context.Background(), Endpoint{Repo: repo, CA: []byte("not a certificate")}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("ping with a CA that is no PEM: %v", err)
+	}
+	src := Endpoint{Repo: repo, CA: pem}
+	if err := c.Ping(context.Background(), src); err != nil {
+		t.Fatalf("ping with the CA: %v", err)
+	}
+	if _, err := c.Copy(context.Background(), src, "v1", endpoint(t, dst.Host, "team/app"), "", nil); err != nil {
+		t.Errorf("copy from behind the CA: %v", err)
 	}
 }

@@ -2,6 +2,8 @@
 //
 //	proxy serve [CONFIG]          run the mirror (embedded default config without CONFIG)
 //	proxy gc [--dry-run] [CONFIG] run one eviction pass by hand and print what it freed
+//	proxy mirror [--from REGISTRY] -d DEST[/prefix] IMAGE...
+//	                              copy images, every platform and their referrers, to DEST
 //	proxy version                 print the version
 package main
 
@@ -36,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "gc":
 		return gc(args[1:], stdout, stderr, os.Environ())
+	case "mirror":
+		return mirrorCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -57,6 +61,10 @@ commands:
                      --config CONFIG works too; REGISTRY_* variables override keys
   gc [--dry-run] [CONFIG]
                      run one eviction pass now; print what it freed (--dry-run: would free)
+  mirror [--from REGISTRY] -d DEST[/prefix] [--platform os/arch] [--dry-run] [--insecure] [-j N] IMAGE...
+                     copy images (namespace/name[:tag|@digest]; without a tag, every
+                     tag) from REGISTRY (default Docker Hub) to DEST/prefix/namespace/name:
+                     every platform, index digests kept, signatures and SBOMs along
   version            print the version
 `)
 }

@@ -189,7 +189,7 @@ func (e *Engine) evaluateNow(sp storedPolicy) error {
 		return fmt.Errorf("list tags of %s: %w", sp.Policy.LocalRepository, err)
 	}
 	for _, tag := range tags {
-		if !MatchTag(sp.Policy.Rules, tag) {
+		if IsReferrersTag(tag) || !MatchTag(sp.Policy.Rules, tag) {
 			continue
 		}
 		if _, err := e.jobs.Submit(ActionPush, map[string]string{"policy": sp.Policy.ID, "tag": tag}, jobRetries); err != nil {

@@ -67,7 +67,7 @@ func (e *Engine) remoteDigests(ctx context.Context, p Policy) (map[string]string
 	}
 	out := map[string]string{}
 	for _, tag := range tags {
-		if !MatchTag(p.Rules, tag) {
+		if IsReferrersTag(tag) || !MatchTag(p.Rules, tag) {
 			continue
 		}
 		d, err := e.copier.Head(ctx, ep, tag)
@@ -127,8 +127,8 @@ func (e *Engine) pollOne(ctx context.Context, sp storedPolicy, logf func(string,
 	logf("policy %s: %s/%s has %d tags", p.ID, p.RemoteHost, p.RemoteRepository, len(tags))
 	var failed []error
 	for _, tag := range tags {
-		if !MatchTag(p.Rules, tag) {
-			continue
+		if IsReferrersTag(tag) || !MatchTag(p.Rules, tag) {
+			continue // sha256-<hex> tags are referrers; they travel with their subject
 		}
 		desc, err := e.copier.Head(ctx, remote, tag)
 		if err != nil {

@@ -16,8 +16,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ocimirror/proxy/auth"
@@ -127,6 +130,17 @@ func (s *server) localDigest(t *testing.T, repoTag string) string {
 		return ""
 	}
 	return d.Digest.String()
+}
+
+// waitJobCount waits until at least n jobs exist, for at most 10s.
+func (s *server) waitJobCount(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if jobs, _ := s.engine.jobs.List("", "", 0, n); len(jobs) >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d jobs after 10s", n)
 }
 
 // waitJobs waits until no job is waiting or running, for at most 20s.
@@ -372,3 +386,62 @@ func TestPushMirroring(t *testing.T) {
 
 // hexOf is the digest string of an image.
 func hexOf(t *testing.T, img v1.Image) string { t.Helper(); return digestOf(t, img).String() }
+
+// License and platform rules are applied by the push job, which reads the
+// image: an MIT image goes, a GPL one does not, and only linux/amd64 of an
+// index is pushed.
+func TestPushMirroringLicenseAndPlatform(t *testing.T) {
+	remoteReg := testregistry.Start(t)
+	s := startServer(t)
+	body := map[string]any{"remoteHost": remoteReg.URL, "remoteRepository": "out/app", "rules": []Rule{
+		{Field: "license", Operator: OpOneOf, Values: []string{"MIT", "Apache-2.0"}},
+		{Field: "platform", Operator: OpOneOf, Values: []string{"linux/amd64"}},
+	}}
+	if st := s.call(t, "alice", http.MethodPost, "/repositories/dev/app/pushMirroringPolicies", body, nil); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	licensed := func(p v1.Platform, license string) v1.Image {
+		img := platformImage(t, p, 256, 1)
+		cf, _ := img.ConfigFile()
+		cf = cf.DeepCopy()
+		cf.Config.Labels = map[string]string{LicenseKey: license}
+		img, err := mutate.ConfigFile(img, cf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	local := func(tag string) name.Reference {
+		ref, _ := name.ParseReference("hosted.local/dev/app:"+tag, name.Insecure)
+		return ref
+	}
+	tr := remote.WithTransport(s.reg.Transport())
+	if err := remote.Write(local("gpl"), licensed(linuxAMD64, "GPL-3.0-only"), tr); err != nil {
+		t.Fatal(err)
+	}
+	amd, arm := licensed(linuxAMD64, "MIT"), licensed(linuxARM64, "MIT")
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &linuxAMD64}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &linuxARM64}})
+	if err := remote.WriteIndex(local("mit"), idx, tr); err != nil {
+		t.Fatal(err)
+	}
+	s.waitJobCount(t, 2) // the push events become jobs asynchronously
+	s.waitJobs(t)
+	if _, err := remote.Head(remoteReg.Ref(t, "out/app:gpl")); err == nil {
+		t.Error("the GPL image was pushed")
+	}
+	got, err := remote.Index(remoteReg.Ref(t, "out/app:mit"))
+	if err != nil {
+		jobs, _ := s.engine.jobs.List("", "", 0, 10)
+		for _, j := range jobs {
+			logs, _ := s.engine.jobs.Logs(j.ID)
+			t.Logf("job %+v: %+v", j, logs)
+		}
+		t.Fatalf("the MIT index was not pushed: %v", err)
+	}
+	im, _ := got.IndexManifest()
+	if len(im.Manifests) != 1 || im.Manifests[0].Digest != digestOf(t, amd) {
+		t.Errorf("pushed index %+v, want linux/amd64 only", im.Manifests)
+	}
+}

@@ -2,6 +2,8 @@
 //
 //	proxy serve [CONFIG]          run the mirror (embedded default config without CONFIG)
 //	proxy gc [--dry-run] [CONFIG] run one eviction pass by hand and print what it freed
+//	proxy warm CONFIG IMAGE...    fetch images, all platforms, into the cache ahead of use
+//	proxy warm --server URL IMAGE... the same through a running proxy
 //	proxy version                 print the version
 package main
 
@@ -36,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "gc":
 		return gc(args[1:], stdout, stderr, os.Environ())
+	case "warm":
+		return warm(args[1:], stdout, stderr, os.Environ())
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -57,6 +61,12 @@ commands:
                      --config CONFIG works too; REGISTRY_* variables override keys
   gc [--dry-run] [CONFIG]
                      run one eviction pass now; print what it freed (--dry-run: would free)
+  warm [--progress] CONFIG IMAGE...
+                     fetch images (repo:tag, repo@digest, host/repo:tag), every platform,
+                     into the cache of CONFIG's storage root, then exit; not while a
+                     proxy serve owns the root
+  warm [--progress] --server URL IMAGE...
+                     the same through the running proxy at URL
   version            print the version
 `)
 }

@@ -47,7 +47,10 @@ func (s *Store) Walk(ctx context.Context, fn func(Item)) error {
 	return nil
 }
 
-// walkLinks reports the links under repo/<dir>/<alg>/<hex>/link.
+// walkLinks reports the links under repo/<dir>/<alg>/<hex>/link. A directory
+// without its link file is no link: a deletion killed between removing the
+// file and its directory leaves one, and the store's reads (HasLayer,
+// GetManifest) look for the file.
 func (s *Store) walkLinks(ctx context.Context, repo, dir string, kind ItemKind, fn func(Item)) {
 	algs, _ := s.d.List(ctx, path.Join(repoPath(repo), dir))
 	for _, alg := range algs {
@@ -57,15 +60,15 @@ func (s *Store) walkLinks(ctx context.Context, repo, dir string, kind ItemKind, 
 			if d.Validate() != nil {
 				continue
 			}
+			li, err := s.d.Stat(ctx, path.Join(h, "link"))
+			if err != nil {
+				continue
+			}
 			fi, err := s.d.Stat(ctx, blobDataPath(d))
 			if err != nil {
 				continue
 			}
-			lt := fi.ModTime()
-			if li, err := s.d.Stat(ctx, path.Join(h, "link")); err == nil {
-				lt = li.ModTime()
-			}
-			fn(Item{Kind: kind, Repo: repo, Digest: d, Size: fi.Size(), ModTime: lt})
+			fn(Item{Kind: kind, Repo: repo, Digest: d, Size: fi.Size(), ModTime: li.ModTime()})
 		}
 	}
 }
@@ -83,4 +86,33 @@ func (s *Store) walkTags(ctx context.Context, repo string, fn func(Item)) {
 		}
 		fn(Item{Kind: ItemTag, Repo: repo, Digest: d, Tag: tag, ModTime: fi.ModTime()})
 	}
+}
+
+// Blobs reports the digest of every blob whose directory is in the store,
+// linked in a repository or not: with Walk's links, what finds content no link
+// reaches any more (an eviction killed between unlinking and deleting, a fill
+// killed between commit and link).
+func (s *Store) Blobs(ctx context.Context, fn func(digest.Digest)) error {
+	algs, err := s.d.List(ctx, path.Join(v2Root, "blobs"))
+	if err != nil {
+		if err = mapErr(err); err == ErrNotFound {
+			return nil
+		}
+		return err
+	}
+	for _, alg := range algs {
+		prefixes, _ := s.d.List(ctx, alg)
+		for _, p := range prefixes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			hexes, _ := s.d.List(ctx, p)
+			for _, h := range hexes {
+				if d := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(alg)), path.Base(h)); d.Validate() == nil {
+					fn(d)
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -40,7 +40,7 @@ func openLocalSource(ctx context.Context, cfg *config.Config, log *logrus.Entry)
 	s := &localSource{ix: ix}
 	store, err := storage.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
 	if err == nil {
-		err = reconcile(ctx, ix, store, cfg, log)
+		err = reconcile(ctx, ix, store, cfg, cfg.Storage.Delete.Enabled, log)
 	}
 	if err == nil {
 		s.def, s.byHost, err = newCaches(cfg, store, ix, nil, log)

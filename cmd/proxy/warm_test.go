@@ -154,7 +154,7 @@ func serveRoot(t *testing.T, cfgPath string) (*httptest.Server, func()) {
 	must(t, err)
 	store, err := storage.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
 	must(t, err)
-	must(t, reconcile(ctx, ix, store, cfg, log))
+	must(t, reconcile(ctx, ix, store, cfg, cfg.Storage.Delete.Enabled, log))
 	h, _, stopCaches, err := newHandler(cfg, ix, store, log)
 	must(t, err)
 	srv := httptest.NewServer(h)

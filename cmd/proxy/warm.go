@@ -182,13 +182,13 @@ func openWarmSource(ctx context.Context, wa warmArgs, stderr io.Writer, environ 
 // which images failed.
 func (w *warmer) summary(out io.Writer, images int, failed []string) {
 	t := w.totals()
-	s := fmt.Sprintf("%d manifests, %d blobs, %s", t.manifests, t.blobs, humanBytes(t.bytes))
+	s := fmt.Sprintf("%s, %s, %s", plural(t.manifests, "manifest"), plural(t.blobs, "blob"), humanBytes(t.bytes))
 	if w.src.knowsUpstream() {
 		s += fmt.Sprintf(" (%s from upstream)", humanBytes(t.fromUpstream))
 	}
 	took := time.Since(w.start).Round(time.Millisecond)
 	if len(failed) == 0 {
-		fmt.Fprintf(out, "warmed %d images: %s in %s\n", images, s, took)
+		fmt.Fprintf(out, "warmed %s: %s in %s\n", plural(images, "image"), s, took)
 		return
 	}
 	fmt.Fprintf(out, "warmed %d of %d images: %s in %s; failed: %s\n",

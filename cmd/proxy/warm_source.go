@@ -96,7 +96,7 @@ func (s *localSource) manifest(ctx context.Context, name, ref string) ([]byte, d
 	}
 	m, err := c.Manifest(ctx, repo, ref, warmAccept)
 	if err != nil {
-		return nil, "", false, fmt.Errorf("manifest %s: %w", ref, err)
+		return nil, "", false, err // the upstream client's errors name the manifest
 	}
 	return m.Body, m.Digest, m.Source == cache.Miss, nil
 }

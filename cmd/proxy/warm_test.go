@@ -352,7 +352,7 @@ func TestWarmFails(t *testing.T) {
 		wantOut  string
 	}{
 		{name: "an image the upstream lacks", args: []string{"team/app:v1", "team/missing:v1"}, wantCode: exitFail,
-			wantErr: []string{"proxy warm: team/missing:v1: manifest v1:"}, wantOut: "warmed 1 of 2 images: "},
+			wantErr: []string{"proxy warm: team/missing:v1: ", "MANIFEST_UNKNOWN"}, wantOut: "warmed 1 of 2 images: "},
 		{name: "a digest the upstream lacks", args: []string{"team/app@sha256:" + strings.Repeat("0", 64)}, wantCode: exitFail,
 			wantErr: []string{"team/app@sha256:000"}},
 		{name: "unknown registry", args: []string{"nothere.example/x:1"}, wantCode: exitConfig,

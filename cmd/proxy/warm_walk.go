@@ -80,7 +80,7 @@ func (w *warmer) run(ctx context.Context, images []warmImage, stderr io.Writer) 
 			continue
 		}
 		if w.progress != nil {
-			fmt.Fprintf(w.progress, "%s: done, %d platforms in %s\n", img.arg, n, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(w.progress, "%s: done, %s in %s\n", img.arg, plural(n, "platform"), time.Since(start).Round(time.Millisecond))
 		}
 	}
 	return failed
@@ -211,13 +211,21 @@ func (w *warmer) line(img warmImage, dgst digest.Digest, platform string, blobs 
 	if platform == "" {
 		platform = "image"
 	}
-	s := fmt.Sprintf("%s %s %s: %d blobs, %s", img.arg, platform, dgst.Encoded()[:12], blobs, humanBytes(bytes))
+	s := fmt.Sprintf("%s %s %s: %s, %s", img.arg, platform, dgst.Encoded()[:12], plural(blobs, "blob"), humanBytes(bytes))
 	if w.src.knowsUpstream() {
 		s += fmt.Sprintf(" (%s from upstream)", humanBytes(fromUp))
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	fmt.Fprintln(w.progress, s)
+}
+
+// plural is "1 blob", "2 blobs".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // count adds content d of size bytes to the totals, once per digest.

@@ -218,6 +218,8 @@ func (c *Cache) runFill(f *fill) {
 		c.log.WithError(err).WithField("digest", f.dgst).WithField("repo", f.repo.local).
 			Warn("blob fill failed; nothing stored")
 	}
+	f.storeErr = err
+	close(f.stored)
 	c.mu.Lock()
 	delete(c.fills, f.dgst)
 	c.mu.Unlock()

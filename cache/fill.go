@@ -20,6 +20,9 @@ type fill struct {
 	file  *os.File   // the spool; read with ReadAt, valid after commit renames it
 	ready chan struct{}
 
+	stored   chan struct{} // closed when the runner is done: committed and linked, or failed
+	storeErr error         // why nothing was stored; written before stored is closed
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every change below
 	size    int64         // declared by the upstream; -1 while unknown
@@ -33,6 +36,7 @@ func newFill(dgst digest.Digest, repo repository, file *os.File) *fill {
 	return &fill{
 		dgst: dgst, repo: repo, file: file,
 		ready:   make(chan struct{}),
+		stored:  make(chan struct{}),
 		changed: make(chan struct{}),
 		size:    -1,
 		refs:    2, // the runner and the client that started it

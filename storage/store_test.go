@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -102,5 +103,59 @@ func TestManifestMediaType(t *testing.T) {
 		if got := ManifestMediaType([]byte(body)); got != want {
 			t.Errorf("ManifestMediaType(%s) = %q, want %q", body, got, want)
 		}
+	}
+}
+
+// TestWalkSkipsHalfDeleted: what a deletion killed half way leaves (a link's
+// directory without its file, a tag without its current link, content without
+// its data) is not reported as an item, so the index never gets an entry for
+// content the store would not serve.
+func TestWalkSkipsHalfDeleted(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s, err := NewFilesystem(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := []byte(`{"schemaVersion":2}`)
+	md := digest.FromBytes(m)
+	layer, gone := []byte("layer"), []byte("content gone")
+	for _, b := range [][]byte{layer, gone} {
+		f, _ := s.NewSpool()
+		_, _ = f.Write(b)
+		if err := s.CommitBlob(ctx, f, digest.FromBytes(b)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := s.LinkLayer(ctx, "r", digest.FromBytes(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutManifest(ctx, "r", md, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"kept", "half"} {
+		if err := s.Tag(ctx, "r", tag, md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v2 := filepath.Join(root, "docker", "registry", "v2")
+	layers := filepath.Join(v2, "repositories", "r", "_layers", "sha256")
+	for _, p := range []string{
+		filepath.Join(layers, digest.FromBytes(layer).Encoded(), "link"),
+		filepath.Join(v2, "repositories", "r", "_manifests", "revisions", "sha256", md.Encoded(), "link"),
+		filepath.Join(v2, "repositories", "r", "_manifests", "tags", "half", "current"),
+		filepath.Join(v2, "blobs", "sha256", digest.FromBytes(gone).Encoded()[:2], digest.FromBytes(gone).Encoded(), "data"),
+	} {
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := s.Walk(ctx, func(it Item) { got = append(got, fmt.Sprintf("%d %s %s %s", it.Kind, it.Repo, it.Tag, it.Digest)) }); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%d r kept %s", ItemTag, md); len(got) != 1 || got[0] != want {
+		t.Errorf("Walk reported %q, want only %q", got, want)
 	}
 }

@@ -47,7 +47,10 @@ func (s *Store) Walk(ctx context.Context, fn func(Item)) error {
 	return nil
 }
 
-// walkLinks reports the links under repo/<dir>/<alg>/<hex>/link.
+// walkLinks reports the links under repo/<dir>/<alg>/<hex>/link. A directory
+// without its link file is no link: a deletion killed between removing the
+// file and its directory leaves one, and the store's reads (HasLayer,
+// GetManifest) look for the file.
 func (s *Store) walkLinks(ctx context.Context, repo, dir string, kind ItemKind, fn func(Item)) {
 	algs, _ := s.d.List(ctx, path.Join(repoPath(repo), dir))
 	for _, alg := range algs {
@@ -57,15 +60,15 @@ func (s *Store) walkLinks(ctx context.Context, repo, dir string, kind ItemKind, 
 			if d.Validate() != nil {
 				continue
 			}
+			li, err := s.d.Stat(ctx, path.Join(h, "link"))
+			if err != nil {
+				continue
+			}
 			fi, err := s.d.Stat(ctx, blobDataPath(d))
 			if err != nil {
 				continue
 			}
-			lt := fi.ModTime()
-			if li, err := s.d.Stat(ctx, path.Join(h, "link")); err == nil {
-				lt = li.ModTime()
-			}
-			fn(Item{Kind: kind, Repo: repo, Digest: d, Size: fi.Size(), ModTime: lt})
+			fn(Item{Kind: kind, Repo: repo, Digest: d, Size: fi.Size(), ModTime: li.ModTime()})
 		}
 	}
 }
@@ -85,15 +88,19 @@ func (s *Store) walkTags(ctx context.Context, repo string, fn func(Item)) {
 	}
 }
 
-// BlobInfoAt is one blob found by Blobs.
+// BlobInfoAt is one blob found by Blobs. Size and ModTime are zero when its
+// directory has no data (a deletion or commit cut short).
 type BlobInfoAt struct {
 	Digest  digest.Digest
 	Size    int64
 	ModTime time.Time
 }
 
-// Blobs reports every blob in the blob store (layers, configs and manifests
-// alike), whichever repositories link it.
+// Blobs reports every blob whose directory is in the store (layers, configs
+// and manifests alike), linked in a repository or not: with Walk's links, what
+// finds content no link reaches any more (an eviction killed between
+// unlinking and deleting, a fill killed between commit and link), and what
+// hosted gc sweeps.
 func (s *Store) Blobs(ctx context.Context, fn func(BlobInfoAt)) error {
 	algs, err := s.d.List(ctx, path.Join(v2Root, "blobs"))
 	if err != nil {
@@ -114,9 +121,11 @@ func (s *Store) Blobs(ctx context.Context, fn func(BlobInfoAt)) error {
 				if d.Validate() != nil {
 					continue
 				}
+				b := BlobInfoAt{Digest: d}
 				if fi, err := s.d.Stat(ctx, path.Join(h, "data")); err == nil {
-					fn(BlobInfoAt{Digest: d, Size: fi.Size(), ModTime: fi.ModTime()})
+					b.Size, b.ModTime = fi.Size(), fi.ModTime()
 				}
+				fn(b)
 			}
 		}
 	}

@@ -54,7 +54,7 @@ func TestAdoptRegistry2Expiries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ix.Close()
-	if err := reconcile(ctx, ix, store, cfg, gcLogger(config.Log{Level: "error"}, os.Stderr)); err != nil {
+	if err := reconcile(ctx, ix, store, cfg, false, gcLogger(config.Log{Level: "error"}, os.Stderr)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

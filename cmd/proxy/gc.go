@@ -144,7 +144,7 @@ func runGC(ctx context.Context, cfg *config.Config, dryRun bool, log *logrus.Ent
 	if err != nil {
 		return nil, err
 	}
-	if err := reconcile(ctx, ix, store, cfg, log); err != nil {
+	if err := reconcile(ctx, ix, store, cfg, cfg.Storage.Delete.Enabled && !dryRun, log); err != nil {
 		return nil, err
 	}
 	// No cache runs here, so no fill or reader uses any blob: Caches stays empty.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/config"
@@ -36,12 +37,16 @@ func ttlOptions(cfg *config.Config) []scheduler.Option {
 
 // reconcile makes the index match the disk: content without an entry gets one
 // (last access: its link's mtime), entries whose content is gone are dropped.
-func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, cfg *config.Config, log *logrus.Entry) error {
+// With sweep, content no link reaches any more is deleted too (see
+// sweepUnlinked); callers sweep when storage.delete.enabled allows deleting.
+// Nothing may use the store meanwhile.
+func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, cfg *config.Config, sweep bool, log *logrus.Entry) error {
 	adopted, err := registry2Expiries(cfg.Storage.Filesystem.RootDirectory, ix.TTL)
 	if err != nil {
 		log.WithError(err).Warn("ignoring registry:2's " + registry2State + ": cannot read it")
 	}
 	var present []scheduler.Entry
+	linked := map[digest.Digest]bool{}
 	err = store.Walk(ctx, func(it storage.Item) {
 		k := itemKey(it)
 		last := it.ModTime
@@ -49,6 +54,7 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 			last = t
 		}
 		present = append(present, scheduler.Entry{Key: k, Size: it.Size, LastAccess: last})
+		linked[it.Digest] = true
 	})
 	if err != nil {
 		return fmt.Errorf("walk storage: %w", err)
@@ -59,6 +65,39 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 	}
 	log.WithFields(logrus.Fields{"entries": ix.Len(), "added": added, "dropped": dropped,
 		"bytes": ix.TotalSize(), "registry2_expiries": len(adopted)}).Info("cache index reconciled with storage")
+	if sweep {
+		return sweepUnlinked(ctx, store, linked, log)
+	}
+	return nil
+}
+
+// sweepUnlinked deletes the content that no repository links (linked lists
+// what Walk found linked). The index has no entry for it, so no eviction would
+// ever free it: it is what a process killed between an eviction's unlinking
+// and its deleting, or between a fill's commit and its link, leaves behind. A
+// pull would fetch it again.
+func sweepUnlinked(ctx context.Context, store *storage.Store, linked map[digest.Digest]bool, log *logrus.Entry) error {
+	var unlinked []digest.Digest
+	if err := store.Blobs(ctx, func(b storage.BlobInfoAt) {
+		if !linked[b.Digest] {
+			unlinked = append(unlinked, b.Digest)
+		}
+	}); err != nil {
+		return fmt.Errorf("list blobs: %w", err)
+	}
+	var freed int64
+	for _, d := range unlinked {
+		if info, err := store.StatBlob(ctx, d); err == nil {
+			freed += info.Size
+		}
+		if err := store.DeleteBlob(ctx, d); err != nil {
+			return fmt.Errorf("delete unlinked content: %w", err)
+		}
+	}
+	if len(unlinked) > 0 {
+		log.WithFields(logrus.Fields{"blobs": len(unlinked), "bytes": freed}).
+			Info("deleted content no repository links (left by an interrupted eviction or fill)")
+	}
 	return nil
 }
 

@@ -4,6 +4,8 @@
 //	proxy gc [--dry-run] [CONFIG] run one eviction pass by hand and print what it freed
 //	proxy mirror [--from REGISTRY] -d DEST[/prefix] IMAGE...
 //	                              copy images, every platform and their referrers, to DEST
+//	proxy warm CONFIG IMAGE...    fetch images, all platforms, into the cache ahead of use
+//	proxy warm --server URL IMAGE... the same through a running proxy
 //	proxy version                 print the version
 package main
 
@@ -40,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return gc(args[1:], stdout, stderr, os.Environ())
 	case "mirror":
 		return mirrorCommand(args[1:], stdout, stderr)
+	case "warm":
+		return warm(args[1:], stdout, stderr, os.Environ())
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -65,6 +69,12 @@ commands:
                      copy images (namespace/name[:tag|@digest]; without a tag, every
                      tag) from REGISTRY (default Docker Hub) to DEST/prefix/namespace/name:
                      every platform, index digests kept, signatures and SBOMs along
+  warm [--progress] CONFIG IMAGE...
+                     fetch images (repo:tag, repo@digest, host/repo:tag), every platform,
+                     into the cache of CONFIG's storage root, then exit; not while a
+                     proxy serve owns the root
+  warm [--progress] --server URL IMAGE...
+                     the same through the running proxy at URL
   version            print the version
 `)
 }

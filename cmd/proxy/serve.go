@@ -80,7 +80,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 	if err != nil {
 		return err
 	}
-	if err := reconcile(ctx, ix, store, cfg, log); err != nil {
+	if err := reconcile(ctx, ix, store, cfg, cfg.Storage.Delete.Enabled, log); err != nil {
 		return err
 	}
 	h, reg, stop, err := newHandler(ctx, cfg, ix, store, log)

@@ -20,7 +20,9 @@ func TestAuthAndHosted(t *testing.T) {
 	}{
 		{"none", "", "", func(c *Config) bool { return !c.Auth.Enabled() && c.Auth.Anonymous() }},
 		{"htpasswd", "auth:\n  htpasswd:\n    realm: r\n    path: " + htpasswd + "\n", "",
-			func(c *Config) bool { return c.Auth.Enabled() && c.Auth.Anonymous() && c.Auth.Htpasswd.Path == htpasswd }},
+			func(c *Config) bool {
+				return c.Auth.Enabled() && c.Auth.Anonymous() && c.Auth.Htpasswd.Path == htpasswd
+			}},
 		{"no anonymous", "auth:\n  anonymouspull: false\n  htpasswd:\n    realm: r\n    path: " + htpasswd + "\n", "",
 			func(c *Config) bool { return !c.Auth.Anonymous() }},
 		{"missing file", "auth:\n  htpasswd:\n    realm: r\n    path: /nonexistent\n", "auth.htpasswd.path", nil},

@@ -76,7 +76,9 @@ func TestJobOutcomes(t *testing.T) {
 			}
 			return nil
 		},
-		"broken":    func(context.Context, Job, func(string, ...any)) error { return fmt.Errorf("bad policy: %w", ErrPermanent) },
+		"broken": func(context.Context, Job, func(string, ...any)) error {
+			return fmt.Errorf("bad policy: %w", ErrPermanent)
+		},
 		"exhausted": func(context.Context, Job, func(string, ...any)) error { return errors.New("still down") },
 		"panics":    func(context.Context, Job, func(string, ...any)) error { panic("boom") },
 	})

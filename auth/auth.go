@@ -149,7 +149,9 @@ func New(cfg config.Auth, opts ...Option) (*Authorizer, error) {
 //     nothing to log in to, and a challenge would only make clients (containerd:
 //     "no basic auth credentials") print their own error instead of ours, while
 //     docker, podman and crane print the errcode message.
-//   - Auth configured, no credentials: pull-only requests are allowed as "" when
+//   - Auth configured, no credentials (no Authorization header, or Basic with
+//     an empty user name and password, which podman and skopeo send after a
+//     Basic challenge when they have none): pull-only requests are allowed as "" when
 //     auth.anonymouspull is true (the default); everything else gets a 401
 //     challenge (Basic realm=..., or Bearer realm=,service=,scope= built from the
 //     accesses).
@@ -208,7 +210,7 @@ func (a *Authorizer) Authorize(r *http.Request, access ...Access) (string, error
 			"%s needs client auth, and this server has none: set auth.htpasswd (realm, path) or auth.token in its config", what)
 	}
 
-	if r.Header.Get("Authorization") == "" {
+	if noCredentials(r) {
 		if pullOnly && a.anonymous {
 			return "", nil
 		}
@@ -273,6 +275,20 @@ func (a *Authorizer) Authorize(r *http.Request, access ...Access) (string, error
 	log.WithField("user", user).Info("refused: token does not grant " + what)
 	return "", refuse(http.StatusForbidden, challengeHeader(r, ch), errcode.ErrorCodeDenied, err,
 		"token for %q does not grant %s", user, what)
+}
+
+// noCredentials reports whether r carries no credentials: no Authorization
+// header, or Basic with an empty user name and an empty password. The latter
+// is what containers/image (podman, skopeo, CRI-O) sends after a Basic
+// challenge when it has no credentials for the registry; checked as a login it
+// would fail, so that their anonymous pulls were refused and counted as failed
+// logins.
+func noCredentials(r *http.Request) bool {
+	if r.Header.Get("Authorization") == "" {
+		return true
+	}
+	user, pass, ok := r.BasicAuth()
+	return ok && user == "" && pass == ""
 }
 
 // permit applies the policy to a user whose credentials were accepted: the

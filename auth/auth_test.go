@@ -150,6 +150,9 @@ func TestAuthorizeHtpasswd(t *testing.T) {
 		{"anon/pull good", "anon", basic("bob", "bob-pw"), pull("library/alpine"), 200, "bob", "", "", ""},
 		{"anon/pull bad password is no anonymous pull", "anon", basic("bob", "nope"), pull("library/alpine"), 401, "", challenge, "UNAUTHORIZED", "invalid user name or password"},
 		{"anon/pull unknown user", "anon", basic("mallory", "x"), pull("library/alpine"), 401, "", challenge, "UNAUTHORIZED", ""},
+		{"anon/pull empty basic credentials are none", "anon", basic("", ""), pull("library/alpine"), 200, "", "", "", ""},
+		{"anon/push empty basic credentials need a login", "anon", basic("", ""), push, 401, "", challenge, "UNAUTHORIZED", "push to dev/app needs a login"},
+		{"anon/pull empty user with a password is checked", "anon", basic("", "x"), pull("library/alpine"), 401, "", challenge, "UNAUTHORIZED", "invalid user name or password"},
 		{"anon/pull bearer to a basic realm", "anon", "Bearer abc.def.ghi", pull("library/alpine"), 401, "", challenge, "UNAUTHORIZED", ""},
 		{"anon/pull header without a scheme", "anon", "s3cr3t-raw-token", pull("library/alpine"), 401, "", challenge, "UNAUTHORIZED", ""},
 		{"anon/push no credentials", "anon", "", push, 401, "", challenge, "UNAUTHORIZED", "push to dev/app needs a login: docker login mirror.test"},
@@ -164,6 +167,7 @@ func TestAuthorizeHtpasswd(t *testing.T) {
 		{"closed/pull no credentials", "closed", "", pull("library/alpine"), 401, "", challenge, "UNAUTHORIZED", "pull from library/alpine needs a login"},
 		{"closed/catalog no credentials", "closed", "", catalog, 401, "", challenge, "UNAUTHORIZED", "the catalog needs a login"},
 		{"closed/pull good", "closed", basic("bob", "bob-pw"), pull("library/alpine"), 200, "bob", "", "", ""},
+		{"closed/pull empty basic credentials", "closed", basic("", ""), pull("library/alpine"), 401, "", challenge, "UNAUTHORIZED", "pull from library/alpine needs a login"},
 		{"closed/pull bad", "closed", basic("bob", "x"), pull("library/alpine"), 401, "", challenge, "UNAUTHORIZED", ""},
 
 		{"admins/admin listed", "admins", basic("alice", "alice-pw"), admin, 200, "alice", "", "", ""},
@@ -213,6 +217,35 @@ func TestAuthorizeHtpasswd(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Empty Basic credentials, which podman and skopeo send after a Basic
+// challenge when they have none, are an anonymous request: never a failed
+// login, never throttled.
+func TestEmptyBasicIsAnonymous(t *testing.T) {
+	path := writeHtpasswd(t, map[string]string{"alice": "alice-pw"})
+	log, logs := testLogger()
+	a, err := New(config.Auth{Htpasswd: &config.Htpasswd{Realm: "r", Path: path}}, WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(user, pass string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/v2/library/alpine/manifests/3", nil)
+		r.RemoteAddr = "198.51.100.24:5555"
+		r.SetBasicAuth(user, pass)
+		return r
+	}
+	for i := 0; i < 2*throttleThreshold; i++ {
+		if user, err := a.Authorize(req("", ""), pull("library/alpine")...); err != nil || user != "" {
+			t.Fatalf("pull %d with empty Basic credentials: user %q, %v", i, user, err)
+		}
+	}
+	if user, err := a.Authorize(req("alice", "alice-pw"), Access{Repo: "dev/app", Action: Push}); err != nil || user != "alice" {
+		t.Fatalf("a login after anonymous pulls: user %q, %v", user, err)
+	}
+	if strings.Contains(logs.String(), "failed login") {
+		t.Errorf("empty Basic credentials were logged as a failed login:\n%s", logs)
 	}
 }
 

@@ -86,9 +86,7 @@ func (e *Engine) Run(ctx context.Context, events <-chan hosted.Event) {
 			return
 		case <-tick.C:
 			e.setNext(e.now().Add(e.interval))
-			if _, err := e.jobs.Submit(ActionPoll, map[string]string{}, 0); err != nil {
-				e.log.WithError(err).Error("scheduling poll_mirror")
-			}
+			e.schedulePoll()
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
@@ -96,6 +94,27 @@ func (e *Engine) Run(ctx context.Context, events <-chan hosted.Event) {
 			}
 			e.onEvent(ev)
 		}
+	}
+}
+
+// schedulePoll submits the scheduled poll of every policy, unless the last one
+// has not finished: polls slower than the interval must not pile up.
+func (e *Engine) schedulePoll() {
+	for _, st := range []Status{StatusWaiting, StatusRunning} {
+		jobs, err := e.jobs.List(ActionPoll, st, 0, 100)
+		if err != nil {
+			e.log.WithError(err).Error("scheduling poll_mirror")
+			return
+		}
+		for _, j := range jobs {
+			if j.Parameters["policy"] == "" {
+				e.log.WithField("job", j.ID).Info("previous scheduled poll_mirror still " + string(st) + "; not scheduling another")
+				return
+			}
+		}
+	}
+	if _, err := e.jobs.Submit(ActionPoll, map[string]string{}, 0); err != nil {
+		e.log.WithError(err).Error("scheduling poll_mirror")
 	}
 }
 

@@ -445,3 +445,27 @@ func TestPushMirroringLicenseAndPlatform(t *testing.T) {
 		t.Errorf("pushed index %+v, want linux/amd64 only", im.Manifests)
 	}
 }
+
+// A scheduled poll is not submitted while the previous one has not finished.
+func TestSchedulePollNoPileUp(t *testing.T) {
+	db := openTestDB(t, filepath.Join(t.TempDir(), "mirror.db"))
+	defer db.Close()
+	jobs, err := OpenJobs(db, WithJobLogger(quietLog())) // not running: jobs stay waiting
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := NewEngine(db, jobs, NewCopier(), Local{}, WithEngineLogger(quietLog()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobs.Submit(ActionPoll, map[string]string{"policy": "p1"}, 0); err != nil { // one policy's: no bar
+		t.Fatal(err)
+	}
+	for range 3 {
+		eng.schedulePoll()
+	}
+	all, _ := jobs.List(ActionPoll, "", 0, 10)
+	if len(all) != 2 {
+		t.Fatalf("%d poll jobs after three ticks with the first still waiting, want 2 (one policy's, one scheduled)", len(all))
+	}
+}

@@ -107,9 +107,9 @@ func (c *Console) sessionOf(r *http.Request) (user, cookie string, ok bool) {
 // loginData is the login page's model.
 type loginData struct {
 	page
-	Next  string
-	User  string
-	Error string
+	Next     string
+	Username string // as typed, shown again after a failure
+	Error    string
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -129,7 +129,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	user, pass := r.PostFormValue("username"), r.PostFormValue("password")
 	next := safeNext(r.PostFormValue("next"))
 	fail := func(status int, msg string) {
-		c.render(w, status, "login", loginData{page: page{Title: "Log in"}, Next: next, User: user, Error: msg})
+		c.render(w, status, "login", loginData{page: page{Title: "Log in"}, Next: next, Username: user, Error: msg})
 	}
 	if !sameOrigin(r) {
 		fail(http.StatusForbidden, "This login form did not come from the console.")

@@ -488,3 +488,18 @@ func TestStaticAssetsEmbedded(t *testing.T) {
 		t.Errorf("login page: %d, or it loads something from elsewhere", st)
 	}
 }
+
+// TestLoginPageHasNoNav: the typed user name on a failed login is not taken
+// for a session (no nav, no logout).
+func TestLoginPageHasNoNav(t *testing.T) {
+	h := newHarness(t)
+	_, _, body := h.do(t, http.MethodPost, "/ui/login", url.Values{"username": {"alice"}, "password": {"nope"}})
+	if strings.Contains(body, "Log out") || strings.Contains(body, `href="/ui/repositories"`) {
+		t.Error("a failed login page shows the logged-in navigation")
+	}
+	// A browser posting with Origin: null (what no-referrer gives) is refused.
+	st, _, _ := h.do(t, http.MethodPost, "/ui/login", url.Values{"username": {"alice"}, "password": {"alice-pw"}}, "Origin", "null")
+	if st != http.StatusForbidden {
+		t.Errorf("Origin null: %d, want 403", st)
+	}
+}

@@ -43,7 +43,8 @@ function connectButton(form) {
     const body = new URLSearchParams(new FormData(form));
     body.set("action", "connect");
     try {
-      const resp = await fetch(form.action, { method: "POST", body, credentials: "same-origin",
+      // form.action would be the button named "action".
+      const resp = await fetch(form.getAttribute("action"), { method: "POST", body, credentials: "same-origin",
         headers: { "Accept": "application/json" } });
       const ans = await resp.json();
       out.textContent = ans.connected || "";

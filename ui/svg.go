@@ -47,7 +47,7 @@ func lineChart(label string, from, to time.Time, unit func(float64) string, ss .
 		return padL + (chartW-padL-padR)*min(max(t.Sub(from).Seconds()/span, 0), 1)
 	}
 	y := func(v float64) float64 { return padT + (chartH-padT-padB)*(1-v/maxV) }
-	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s" preserveAspectRatio="none"><title>%s</title>`,
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s"><title>%s</title>`,
 		chartW, chartH, html.EscapeString(label), html.EscapeString(label))
 	// Axes and gridlines at 0, half and max.
 	for _, f := range []float64{0, 0.5, 1} {
@@ -55,7 +55,11 @@ func lineChart(label string, from, to time.Time, unit func(float64) string, ss .
 		fmt.Fprintf(&b, `<line class="grid" x1="%d" y1="%.1f" x2="%d" y2="%.1f"/>`, padL, yy, chartW-padR, yy)
 		fmt.Fprintf(&b, `<text class="axis" x="%d" y="%.1f" text-anchor="end">%s</text>`, padL-4, yy+4, html.EscapeString(unit(maxV*f)))
 	}
-	fmt.Fprintf(&b, `<text class="axis" x="%d" y="%d">%s</text>`, padL, chartH-4, html.EscapeString(from.UTC().Format("15:04")))
+	layout := "15:04"
+	if span > 12*3600 {
+		layout = "Jan 2 15:04"
+	}
+	fmt.Fprintf(&b, `<text class="axis" x="%d" y="%d">%s</text>`, padL, chartH-4, html.EscapeString(from.UTC().Format(layout)))
 	fmt.Fprintf(&b, `<text class="axis" x="%d" y="%d" text-anchor="end">%s</text>`, chartW-padR, chartH-4, html.EscapeString(to.UTC().Format("15:04 UTC")))
 	for _, s := range ss {
 		if len(s.Points) == 0 {

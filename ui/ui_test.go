@@ -503,3 +503,21 @@ func TestLoginPageHasNoNav(t *testing.T) {
 		t.Errorf("Origin null: %d, want 403", st)
 	}
 }
+
+// TestLinksWork follows the links of the mirrors page: a repository name with
+// a slash must not be escaped twice on its way into an href.
+func TestLinksWork(t *testing.T) {
+	h := newHarness(t)
+	h.login(t, "alice")
+	_, _, body := h.do(t, http.MethodGet, "/ui/mirrors?repo=dev/app", nil)
+	links := regexp.MustCompile(`href="(/ui/(?:mirrors|repository)[^"]*)"`).FindAllStringSubmatch(body, -1)
+	if len(links) < 3 {
+		t.Fatalf("links %v", links)
+	}
+	for _, l := range links {
+		u := strings.ReplaceAll(l[1], "&amp;", "&")
+		if st, _, _ := h.do(t, http.MethodGet, u, nil); st != http.StatusOK {
+			t.Errorf("%s: %d", u, st)
+		}
+	}
+}

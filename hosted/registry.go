@@ -164,6 +164,10 @@ func (rg *Registry) Repositories(ctx context.Context) ([]string, error) {
 	return rg.store.Repositories(ctx)
 }
 
+// Store is a read view of the hosted repositories' layout (tags, manifests),
+// for the web console. Writes go through ServeHTTP only.
+func (rg *Registry) Store() *storage.Store { return rg.store }
+
 // Close stops the upload purger.
 func (rg *Registry) Close() error { return rg.app.Shutdown() }
 

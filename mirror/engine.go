@@ -196,6 +196,17 @@ func (e *Engine) CreatePolicy(ctx context.Context, kind Kind, repo string, p Pol
 	return p, nil
 }
 
+// Connect validates p as a policy of repo and connects to its remote with its
+// credentials, storing nothing.
+func (e *Engine) Connect(ctx context.Context, repo string, p Policy) error {
+	p.LocalRepository = repo
+	p.normalize()
+	if err := p.validate(); err != nil {
+		return badRequest(err.Error())
+	}
+	return e.connect(ctx, p)
+}
+
 // evaluateNow submits the jobs that apply a new policy to what exists: a poll
 // of its remote, or a push of every tag of its repository.
 func (e *Engine) evaluateNow(sp storedPolicy) error {
@@ -219,7 +230,8 @@ func (e *Engine) evaluateNow(sp storedPolicy) error {
 }
 
 // UpdatePolicy replaces the settings of policy id with in. A masked or empty
-// password with an unchanged username keeps the stored one.
+// password with an unchanged username keeps the stored one. The remote is
+// connected to only when in is enabled.
 func (e *Engine) UpdatePolicy(ctx context.Context, id string, in Policy) (Policy, error) {
 	old, err := e.policies.get(id)
 	if err != nil {
@@ -233,8 +245,10 @@ func (e *Engine) UpdatePolicy(ctx context.Context, id string, in Policy) (Policy
 	if err := in.validate(); err != nil {
 		return Policy{}, badRequest(err.Error())
 	}
-	if err := e.connect(ctx, in); err != nil {
-		return Policy{}, err
+	if in.Enabled { // a disabled policy never reaches its remote: disabling works while it is down
+		if err := e.connect(ctx, in); err != nil {
+			return Policy{}, err
+		}
 	}
 	in.UpdatedAt = e.now().UTC()
 	sp, err := e.policies.update(id, func(sp *storedPolicy) error {

@@ -32,9 +32,10 @@ import (
 // server is a hosted registry with the mirroring engine and its API, as
 // proxy serve wires them, with admin alice and plain user bob.
 type server struct {
-	api    string // base URL of /api/v0
-	reg    *hosted.Registry
-	engine *Engine
+	api     string // base URL of /api/v0
+	reg     *hosted.Registry
+	engine  *Engine
+	handler http.Handler // the API handler itself, for in-process requests
 }
 
 func startServer(t *testing.T) *server {
@@ -76,7 +77,7 @@ func startServer(t *testing.T) *server {
 		db.Close()
 		reg.Close()
 	})
-	return &server{api: srv.URL + "/api/v0", reg: reg, engine: eng}
+	return &server{api: srv.URL + "/api/v0", reg: reg, engine: eng, handler: srv.Config.Handler}
 }
 
 // htpasswd writes users whose password is their name.
@@ -192,6 +193,9 @@ func TestPolicyAPI(t *testing.T) {
 		{"bad template", "alice", http.MethodPost, polls, with("tagTemplate", "%q"), http.StatusBadRequest, "INVALID_INPUT"},
 		{"unreachable", "alice", http.MethodPost, polls, with("remoteHost", "http://127.0.0.1:1"), http.StatusBadRequest, "REMOTE_CONNECT_FAILED"},
 		{"no such policy", "alice", http.MethodGet, polls + "/nope", nil, http.StatusNotFound, "NO_SUCH_MIRRORING_POLICY"},
+		{"connect anonymous", "", http.MethodPost, polls + "/connect", good, http.StatusUnauthorized, "UNAUTHORIZED"},
+		{"connect unreachable", "alice", http.MethodPost, polls + "/connect", with("remoteHost", "http://127.0.0.1:1"), http.StatusBadRequest, "REMOTE_CONNECT_FAILED"},
+		{"connect bad template", "alice", http.MethodPost, polls + "/connect", with("tagTemplate", "%q"), http.StatusBadRequest, "INVALID_INPUT"},
 		{"no such job", "alice", http.MethodGet, "/jobs/nope", nil, http.StatusNotFound, "NO_SUCH_JOB"},
 		{"bad job", "alice", http.MethodPost, "/jobs", map[string]string{"action": "push_mirror_tag"}, http.StatusBadRequest, "INVALID_INPUT"},
 	}
@@ -205,6 +209,15 @@ func TestPolicyAPI(t *testing.T) {
 				t.Errorf("%d %+v, want %d %s", status, out.Errors, tc.status, tc.code)
 			}
 		})
+	}
+
+	// Connect checks and stores nothing.
+	var connected map[string]bool
+	if st := s.call(t, "alice", http.MethodPost, polls+"/connect", good, &connected); st != http.StatusOK || !connected["connected"] {
+		t.Fatalf("connect: %d %v", st, connected)
+	}
+	if sps, _ := s.engine.policies.list(Poll, "dev/app"); len(sps) != 0 {
+		t.Fatalf("connect stored %d policies", len(sps))
 	}
 
 	// Create, read, change, delete.
@@ -226,6 +239,14 @@ func TestPolicyAPI(t *testing.T) {
 	stored, _ := s.engine.policies.get(p.ID)
 	if changed.TagTemplate != "m-%n" || changed.Enabled || stored.Policy.Password != "secret" {
 		t.Errorf("updated %+v, stored password %q", changed, stored.Policy.Password)
+	}
+	// Disabling never connects: it works while the remote is unreachable;
+	// enabling again does connect.
+	if st := s.call(t, "alice", http.MethodPut, polls+"/"+p.ID, with("password", masked, "remoteHost", "http://127.0.0.1:1", "enabled", false), nil); st != http.StatusOK {
+		t.Errorf("disable with the remote down: %d", st)
+	}
+	if st := s.call(t, "alice", http.MethodPut, polls+"/"+p.ID, with("password", masked, "remoteHost", "http://127.0.0.1:1", "enabled", true), nil); st != http.StatusBadRequest {
+		t.Errorf("enable with the remote down: %d, want 400", st)
 	}
 	if st := s.call(t, "alice", http.MethodGet, "/repositories/dev/app/pushMirroringPolicies/"+p.ID, nil, nil); st != http.StatusNotFound {
 		t.Errorf("a poll policy read as a push policy: %d", st)
@@ -467,5 +488,24 @@ func TestSchedulePollNoPileUp(t *testing.T) {
 	all, _ := jobs.List(ActionPoll, "", 0, 10)
 	if len(all) != 2 {
 		t.Fatalf("%d poll jobs after three ticks with the first still waiting, want 2 (one policy's, one scheduled)", len(all))
+	}
+}
+
+// TestWithAdminSkipsAuth: a request whose context an in-process caller marked
+// with WithAdmin is served without credentials; the same request unmarked is
+// refused.
+func TestWithAdminSkipsAuth(t *testing.T) {
+	s := startServer(t)
+	h := s.handler
+	req := httptest.NewRequest(http.MethodGet, "/api/v0/jobs", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("unmarked: %d, want 401", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req.WithContext(WithAdmin(req.Context(), "alice")))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("marked: %d %s", rec.Code, rec.Body)
 	}
 }

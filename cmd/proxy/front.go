@@ -19,14 +19,17 @@ import (
 	"github.com/ocimirror/proxy/hosted"
 	"github.com/ocimirror/proxy/mirror"
 	"github.com/ocimirror/proxy/proxy"
+	"github.com/ocimirror/proxy/storage"
 )
 
 // front is what serve adds around the caches: client auth, private upstreams,
 // hosted repositories and the mirroring API.
 type front struct {
-	opts  []proxy.Option // for proxy.New
-	api   http.Handler   // /api/v0; nil without hosted repositories
-	close func()
+	opts        []proxy.Option   // for proxy.New
+	api         http.Handler     // /api/v0; nil without hosted repositories
+	authz       *auth.Authorizer // client auth, for the console's login
+	hostedStore *storage.Store   // a read view of the hosted repositories; nil without
+	close       func()
 }
 
 // newFront builds the front end's client auth, private upstreams, hosted
@@ -44,7 +47,7 @@ func newFront(ctx context.Context, cfg *config.Config, byHost map[string]*cache.
 			}
 		}
 	}
-	f := &front{opts: opts, close: func() {}}
+	f := &front{opts: opts, authz: authz, close: func() {}}
 	if len(cfg.Hosted.Namespaces) == 0 {
 		return f, nil
 	}
@@ -59,6 +62,7 @@ func newFront(ctx context.Context, cfg *config.Config, byHost map[string]*cache.
 		return nil, err
 	}
 	f.api = api
+	f.hostedStore = reg.Store()
 	f.close = func() { stopMirroring(); _ = reg.Close() }
 	return f, nil
 }

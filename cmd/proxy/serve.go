@@ -123,6 +123,12 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	if fr.api != nil {
 		h = withAPI(api, fr.api, log)
 	}
+	console, err := newConsole(ctx, cfg, fr, ix, store, caches, reg, log)
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	h = withConsole(h, console, log)
 	return rootHandler(h, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == ""), reg, stop, nil
 }
 

@@ -1,0 +1,179 @@
+// The console in headless Chromium, driven by playwright-core; ui/browser_test.go
+// starts the proxy and the remote registry and runs this script twice:
+//   PHASE=mirrors: log in, create a pull mirror (Connect, Save & Apply), see
+//     its tags arrive and its job done with the tags in the log; create a push
+//     mirror with a tag rule; see the dashboard show the test's pulls.
+//   PHASE=push: after the test pushed dev/app:release-1 and :scratch, see the
+//     push_mirror_tag job for release-1 done in the job list and its log.
+// Every wait is bounded; a failed check exits 1 with a screenshot.
+import { chromium } from "playwright-core";
+import path from "node:path";
+
+const base = process.env.CONSOLE_URL; // http://127.0.0.1:port/ui/
+const remote = process.env.REMOTE_URL;
+const out = process.env.SCREENSHOTS;
+const phase = process.env.PHASE;
+const T = 20000; // ms, any single wait
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  timeout: 60000,
+});
+const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+page.setDefaultTimeout(T);
+const consoleErrors = [];
+// HTTP errors the test provokes (a wrong password, a refused Connect) are
+// logged by Chromium as "Failed to load resource"; script errors are not.
+page.on("console", (m) => { if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) consoleErrors.push(m.text()); });
+page.on("pageerror", (e) => consoleErrors.push(String(e)));
+page.on("dialog", (d) => d.accept());
+
+const shot = async (name, full = true) => {
+  await page.screenshot({ path: path.join(out, `${phase}-${name}.png`), fullPage: full });
+  console.log(`screenshot ${phase}-${name}.png`);
+};
+const check = (cond, msg) => { if (!cond) throw new Error(msg); };
+
+// waitText reloads url until the page's text contains want.
+async function waitText(url, want, ms = 60000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    await page.goto(url);
+    const text = await page.locator("main").innerText();
+    if (text.includes(want)) return text;
+    if (Date.now() > until) throw new Error(`${url}: no "${want}" after ${ms} ms; page says:\n${text}`);
+    await page.waitForTimeout(500);
+  }
+}
+
+async function login() {
+  await page.goto(base);
+  check(page.url().includes("/ui/login"), "an anonymous visit did not go to the login page");
+  await shot("login");
+  await page.getByLabel("User name").fill(process.env.CONSOLE_USER);
+  await page.getByLabel("Password").fill("wrong password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByText("Wrong user name or password").waitFor();
+  await page.getByLabel("Password").fill(process.env.CONSOLE_PASSWORD);
+  // Keyboard only: Enter submits.
+  await page.getByLabel("Password").press("Enter");
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+}
+
+async function mirrorsPhase() {
+  await login();
+
+  // New pull mirror of team/app into dev/app.
+  await page.goto(base + "mirrors?repo=dev/app");
+  await shot("mirrors-empty");
+  await page.getByRole("link", { name: "New mirror" }).click();
+  await page.getByLabel("Pull from a remote registry").check();
+  await page.getByLabel("Registry URL").fill("http://127.0.0.1:1");
+  await page.getByLabel("Remote repository").fill("team/app");
+  await page.getByRole("button", { name: "Connect" }).click();
+  // A remote that is down: the error is next to the URL field, in words.
+  await page.locator("#err-remoteHost .error").waitFor();
+  await shot("mirror-connect-error");
+  await page.getByLabel("Registry URL").fill(remote);
+  await page.getByRole("button", { name: "Connect" }).click();
+  await page.getByText("Connected: the remote registry accepted these settings.").waitFor();
+  check(await page.locator("#err-remoteHost .error").count() === 0, "the old error stayed after a good Connect");
+  await shot("mirror-connected");
+  await page.getByRole("button", { name: "Save & Apply" }).click();
+  await page.getByText("Mirror saved; jobs are copying").waitFor();
+  await shot("mirrors-pull");
+
+  // The job runs and copies both tags; its log says so.
+  const jobs = await waitText(base + "jobs?action=poll_mirror&status=done", "poll_mirror");
+  check(jobs.includes("done"), "no done poll_mirror job");
+  await shot("jobs");
+  await page.locator("#jobtable a").first().click();
+  await page.getByRole("heading", { name: "Log" }).waitFor();
+  const log = await page.locator("#joblog").innerText();
+  check(log.includes("v1") && log.includes("v2"), `the poll job's log does not name v1 and v2:\n${log}`);
+  await shot("job-log");
+
+  // The tags arrived in dev/app.
+  const repo = await waitText(base + "repository?name=dev/app", "v2");
+  check(repo.includes("v1") && repo.includes("sha256:"), "dev/app lacks v1 or its digest");
+  await shot("repository-dev-app");
+
+  // A push mirror of dev/app to the remote's pushed/app for tags release-*.
+  await page.goto(base + "mirrors/edit?repo=dev/app");
+  await page.getByLabel("Push to a remote registry").check();
+  await page.getByLabel("Registry URL").fill(remote);
+  await page.getByLabel("Remote repository").fill("pushed/app");
+  await page.locator("#ruleField0").selectOption("tag");
+  await page.locator("#ruleOperator0").selectOption("starts_with");
+  await page.locator("#ruleValues0").fill("release-");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.getByText("Mirror saved.").waitFor();
+  const mirrors = await page.locator("main").innerText();
+  check(mirrors.includes("push to") && mirrors.includes("tag starts_with release-"), `push mirror not listed:\n${mirrors}`);
+  await shot("mirrors-both");
+
+  // Search of repositories.
+  await page.goto(base + "repositories");
+  await page.getByLabel("Name contains").fill("busy");
+  await page.getByLabel("Name contains").press("Enter");
+  await page.getByRole("link", { name: "library/busybox" }).waitFor();
+  check(await page.getByRole("link", { name: "team/app" }).count() === 0, "the search did not filter");
+  await shot("repositories-search");
+  await page.getByRole("link", { name: "library/busybox" }).click();
+  await page.getByText("latest").first().waitFor();
+  await shot("repository-cached");
+
+  // The dashboard shows the test's pulls.
+  await page.goto(base);
+  const dash = await page.locator("main").innerText();
+  check(!dash.includes("no pulls yet"), "the dashboard shows no pulls");
+  check(/Hit ratio since start: \d/.test(dash), `no hit ratio:\n${dash}`);
+  check(dash.includes("library/busybox") && dash.includes("team/app"), "the pulled repositories are not on the dashboard");
+  check(await page.locator("svg.chart").count() >= 6, "the dashboard lacks its charts");
+  await shot("dashboard");
+
+  // Phone width.
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.goto(base + "mirrors/edit?repo=dev/app");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, `the form is ${overflow}px wider than a phone`);
+  await shot("phone-mirror-form");
+}
+
+async function pushPhase() {
+  await login();
+  // The job list refreshes itself: open it and wait for the job to show done.
+  await page.goto(base + "jobs?action=push_mirror_tag");
+  const until = Date.now() + 60000;
+  for (;;) {
+    const text = await page.locator("#jobtable").innerText();
+    if (text.includes("release-1") && text.includes("done")) break;
+    if (Date.now() > until) throw new Error(`no done push job for release-1:\n${text}`);
+    if (!text.includes("running") && !text.includes("waiting")) await page.reload(); // nothing to refresh live
+    await page.waitForTimeout(500);
+  }
+  const table = await page.locator("#jobtable").innerText();
+  check(!table.includes("tag=scratch"), "a push job for a tag the rule does not select");
+  await shot("jobs-push");
+  await page.locator("#jobtable a").first().click();
+  await page.getByRole("heading", { name: "Log" }).waitFor();
+  await shot("job-push-log");
+  await page.goto(base);
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  await shot("dashboard-after");
+}
+
+try {
+  if (phase === "mirrors") await mirrorsPhase();
+  else if (phase === "push") await pushPhase();
+  else throw new Error(`PHASE must be mirrors or push, not ${phase}`);
+  check(consoleErrors.length === 0, `errors in the browser console: ${consoleErrors.join("; ")}`);
+  console.log(`phase ${phase}: ok`);
+} catch (e) {
+  console.error(`phase ${phase}: FAILED: ${e.message}`);
+  try { await shot("failure"); } catch {}
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

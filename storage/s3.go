@@ -28,6 +28,11 @@ const probeTimeout = 30 * time.Second
 // configured: bucket, region, regionendpoint, accesskey, secretkey,
 // rootdirectory, ...) and checks that the bucket answers. Errors never
 // contain the secret key.
+//
+// Beware: with AWS_CA_BUNDLE set, aws-sdk-go v1 (under the driver) replaces
+// http.DefaultClient's transport each time a driver opens, so nothing should
+// use http.DefaultClient while drivers are being opened (the proxy's own
+// clients have transports of their own).
 func OpenS3(ctx context.Context, params map[string]any) (driver.StorageDriver, error) {
 	d, err := factory.Create(ctx, S3DriverName, params)
 	if err != nil {

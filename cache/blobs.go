@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 
@@ -20,7 +21,12 @@ type Blob struct {
 	size   int64
 	local  io.ReadSeekCloser
 	fill   *fill
+	url    string // a hit to answer with a redirect: the backend's URL
 }
+
+// RedirectURL is where the client may fetch a hit from the storage backend
+// itself, "" when the blob is to be streamed (Reader).
+func (b *Blob) RedirectURL() string { return b.url }
 
 // Size is the blob's length, or -1 while a fill has not learned it.
 func (b *Blob) Size() int64 { return b.size }
@@ -55,7 +61,7 @@ func (b *Blob) Reader(ctx context.Context, off, n int64) (io.Reader, error) {
 		if f, ok := b.local.(*os.File); ok {
 			return &fileSection{f: f, n: n}, nil
 		}
-		return io.LimitReader(b.local, n), nil
+		return &exactReader{r: b.local, n: n}, nil
 	}
 	end := int64(1 << 62)
 	if n >= 0 {
@@ -66,6 +72,9 @@ func (b *Blob) Reader(ctx context.Context, off, n int64) (io.Reader, error) {
 
 // Close releases the file or the fill.
 func (b *Blob) Close() error {
+	if b.url != "" {
+		return nil
+	}
 	if b.local != nil {
 		return b.local.Close()
 	}
@@ -126,12 +135,36 @@ func (c *Cache) localBlob(ctx context.Context, repo repository, dgst digest.Dige
 			return nil, err
 		}
 	}
+	if c.redirect {
+		if b, err := c.redirectBlob(ctx, repo, dgst); b != nil || err != nil {
+			return b, err
+		}
+	}
 	rc, info, err := c.store.OpenBlob(ctx, dgst)
 	if err != nil {
 		return nil, err
 	}
 	c.touch(scheduler.KindBlob, repo.local, dgst, "")
 	return &Blob{Digest: dgst, Source: Hit, size: info.Size, local: rc}, nil
+}
+
+// redirectBlob answers a hit with the backend's URL for the blob, after
+// checking that its data is there (a link can outlive its data when an
+// eviction is cut short). It returns nil, nil when the driver cannot redirect.
+func (c *Cache) redirectBlob(ctx context.Context, repo repository, dgst digest.Digest) (*Blob, error) {
+	info, err := c.store.StatBlob(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	u, err := c.store.BlobURL(ctx, "GET", dgst)
+	if err != nil || u == "" {
+		if err != nil {
+			c.log.WithError(err).WithField("digest", dgst).Warn("no redirect URL; streaming the blob")
+		}
+		return nil, nil
+	}
+	c.touch(scheduler.KindBlob, repo.local, dgst, "")
+	return &Blob{Digest: dgst, Source: Hit, size: info.Size, url: u}, nil
 }
 
 var errCommitted = errors.New("blob committed meanwhile")
@@ -273,6 +306,34 @@ func (s *fileSection) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// exactReader reads n bytes of a stored blob from a backend that streams it
+// (an object store). A body that ends early is an error, never an EOF: the
+// response is then cut, so the client cannot take a short blob for a whole one.
+type exactReader struct {
+	r io.Reader
+	n int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.n {
+		p = p[:e.n]
+	}
+	n, err := e.r.Read(p)
+	e.n -= int64(n)
+	if err == io.EOF {
+		if e.n > 0 {
+			return n, fmt.Errorf("stored blob ended %d bytes early: %w", e.n, io.ErrUnexpectedEOF)
+		}
+		if n > 0 {
+			err = nil
+		}
+	}
+	return n, err
 }
 
 // fillReader reads a fill sequentially from off to end.

@@ -46,6 +46,7 @@ type Cache struct {
 	metrics      *metrics.Metrics // nil: nothing counted
 	namespace    string           // prefix of local repository names; "" for the default upstream
 	tagFreshness time.Duration
+	redirect     bool     // blob hits may be answered with a redirect to the backend
 	fresh        sync.Map // repo:tag:accept -> time.Time of the last revalidation
 
 	flights singleflight.Group // manifest fetches and tag revalidations
@@ -72,6 +73,11 @@ func WithTagFreshness(d time.Duration) Option { return func(c *Cache) { c.tagFre
 // host), so equal names of different upstreams never share tags or links. The
 // default upstream has none: its layout is registry:2's.
 func WithNamespace(prefix string) Option { return func(c *Cache) { c.namespace = prefix } }
+
+// WithRedirect lets blob hits be answered with a redirect to the storage
+// backend (a presigned URL on s3) when the store's driver can redirect
+// (storage.redirect.disable false). Misses are always streamed from the fill.
+func WithRedirect(on bool) Option { return func(c *Cache) { c.redirect = on } }
 
 // WithMetrics counts fills and upstream bytes in m.
 func WithMetrics(m *metrics.Metrics) Option { return func(c *Cache) { c.metrics = m } }

@@ -76,12 +76,19 @@ type AccessLog struct {
 	Disabled bool `yaml:"disabled"`
 }
 
-// Storage configures the local cache storage. Only the filesystem driver is
-// supported; other distribution drivers (s3, inmemory, gcs, azure, ...) are
-// rejected.
+// Storage configures where cached content is stored: exactly one of the
+// filesystem driver (the default) and the s3 driver (distribution's s3-aws,
+// for S3-compatible object storage). Other distribution drivers (inmemory,
+// gcs, azure, ...) are rejected.
 type Storage struct {
 	// Filesystem configures the filesystem driver.
 	Filesystem Filesystem `yaml:"filesystem"`
+	// S3 holds the parameters of distribution's s3-aws driver, passed to it as
+	// they are (bucket, region, regionendpoint, accesskey, secretkey,
+	// rootdirectory, secure, v4auth, chunksize, forcepathstyle, skipverify,
+	// ...; see S3Keys). Nil when the filesystem driver is used. With it,
+	// proxy.statedirectory is required.
+	S3 map[string]any `yaml:"s3"`
 	// Delete configures deletion through the API.
 	Delete Delete `yaml:"delete"`
 	// Cache is accepted for compatibility and ignored.
@@ -89,7 +96,8 @@ type Storage struct {
 	// Maintenance: uploadpurging applies to hosted repositories; the rest is
 	// accepted for compatibility and ignored.
 	Maintenance Maintenance `yaml:"maintenance"`
-	// Redirect is accepted for compatibility.
+	// Redirect says whether blob hits may be answered with a redirect to the
+	// storage backend (a presigned URL on s3).
 	Redirect Redirect `yaml:"redirect"`
 }
 
@@ -139,7 +147,9 @@ type ReadOnly struct {
 
 // Redirect is storage.redirect.
 type Redirect struct {
-	// Disable turns off redirects to the storage backend.
+	// Disable turns off redirects to the storage backend: blob hits are then
+	// streamed through the proxy. As in distribution, redirects are on by
+	// default; only a driver that can redirect (s3) does.
 	Disable bool `yaml:"disable"`
 }
 
@@ -245,6 +255,13 @@ type Proxy struct {
 	// Retries is how often a failed upstream request is retried (0..10,
 	// default 3).
 	Retries int `yaml:"retries"`
+	// StateDirectory is a local directory for what cannot live on an object
+	// store: the eviction index (scheduler.db, whose lock says which process
+	// owns the cache), spool files of fills in progress and the mirroring
+	// engine's mirror.db. Required with storage.s3; with the filesystem
+	// driver this state lives in <rootdirectory>/_proxy and the key must be
+	// unset.
+	StateDirectory string `yaml:"statedirectory"`
 }
 
 // Upstream is a further registry served by the mirror. Clients reach it with
@@ -351,6 +368,9 @@ func Parse(data []byte, environ []string) (*Config, error) {
 	}
 	cfg := defaults()
 	if err := decodeConfig(root, cfg); err != nil {
+		return nil, attributeEnv(err, envKeys)
+	}
+	if err := cfg.Storage.oneDriver(hasValue(root, "storage", "filesystem")); err != nil {
 		return nil, attributeEnv(err, envKeys)
 	}
 	cfg.normalize()

@@ -46,6 +46,7 @@ func (c *Config) Validate() error {
 	checks := []func() error{
 		c.validateVersion,
 		c.Log.validate,
+		c.validateDriver,
 		c.Storage.validate,
 		c.HTTP.validate,
 		c.Proxy.validate,
@@ -90,6 +91,9 @@ func (l *Log) validate() error {
 }
 
 func (s *Storage) validate() error {
+	if s.S3 != nil {
+		return nil // validateDriver checked it
+	}
 	if s.Filesystem.RootDirectory == "" {
 		return newError("storage.filesystem.rootdirectory", "", "must not be empty")
 	}

@@ -28,8 +28,13 @@ type GCReport struct {
 // deleted. dir is the hosted root; it must not be served by a running
 // process unless grace outlasts any push.
 func Collect(ctx context.Context, dir string, grace time.Duration, dryRun bool, now time.Time) (GCReport, error) {
+	return CollectOn(ctx, Backend{Dir: dir}, grace, dryRun, now)
+}
+
+// CollectOn is Collect on any backend: a local directory or an s3 prefix.
+func CollectOn(ctx context.Context, b Backend, grace time.Duration, dryRun bool, now time.Time) (GCReport, error) {
 	var rep GCReport
-	store, err := storage.NewFilesystem(dir)
+	store, err := b.store(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("hosted root: %w", err)
 	}

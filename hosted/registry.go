@@ -22,7 +22,8 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the storage driver the App opens by name
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the storage drivers the App opens by name
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/storage"
@@ -88,10 +89,55 @@ func WithMaxManifestSize(n int64) Option { return func(o *options) { o.maxManife
 // authentication leaves the user in the request context.
 func WithUserFunc(f func(context.Context) string) Option { return func(o *options) { o.user = f } }
 
+// Backend is where a hosted root lives: a local directory (Dir), or a key
+// prefix in an s3 bucket (S3: the storage.s3 parameters, rootdirectory set to
+// the hosted prefix).
+type Backend struct {
+	Dir string
+	S3  map[string]any
+	// Redirect lets blob GETs be answered with a redirect to the backend (a
+	// presigned URL on s3), as distribution does unless storage.redirect.disable.
+	Redirect bool
+}
+
+// String names the backend for logs, never with credentials.
+func (b Backend) String() string {
+	if b.S3 != nil {
+		return fmt.Sprintf("s3://%v%v", b.S3["bucket"], b.S3["rootdirectory"])
+	}
+	return b.Dir
+}
+
+// store opens a read view of the backend in distribution's layout (referrers,
+// catalog, gc), and for a directory makes it absolute.
+func (b *Backend) store(ctx context.Context) (*storage.Store, error) {
+	if b.S3 != nil {
+		d, err := storage.OpenS3(ctx, b.S3)
+		if err != nil {
+			return nil, err
+		}
+		return storage.New(d, "")
+	}
+	abs, err := filepath.Abs(b.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("hosted root %q: %w", b.Dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("hosted root: %w", err)
+	}
+	b.Dir = abs
+	return storage.NewFilesystem(abs)
+}
+
 // New opens (creating it if needed) the hosted storage root dir and returns a
 // Registry serving it. Cancelling ctx stops the upload purger; call Close to
 // wait for it.
 func New(ctx context.Context, dir string, opts ...Option) (*Registry, error) {
+	return NewOn(ctx, Backend{Dir: dir}, opts...)
+}
+
+// NewOn is New on any backend: a local directory or an s3 prefix.
+func NewOn(ctx context.Context, b Backend, opts ...Option) (*Registry, error) {
 	o := options{
 		log:           logrus.NewEntry(logrus.StandardLogger()),
 		purgeAge:      168 * time.Hour,
@@ -101,21 +147,14 @@ func New(ctx context.Context, dir string, opts ...Option) (*Registry, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, fmt.Errorf("hosted root %q: %w", dir, err)
-	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("hosted root: %w", err)
-	}
-	store, err := storage.NewFilesystem(abs)
+	store, err := b.store(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("hosted root: %w", err)
 	}
 	if o.secret == "" {
 		o.secret = randomSecret()
 	}
-	app, err := newApp(ctx, appConfig(abs, o))
+	app, err := newApp(ctx, appConfig(b, o))
 	if err != nil {
 		return nil, err
 	}
@@ -123,18 +162,23 @@ func New(ctx context.Context, dir string, opts ...Option) (*Registry, error) {
 }
 
 // appConfig is the configuration of distribution's App for a hosted root: the
-// filesystem driver, no auth (the caller authorizes), no proxy, no redis.
-func appConfig(root string, o options) *configuration.Configuration {
+// filesystem or s3 driver, no auth (the caller authorizes), no proxy, no redis.
+func appConfig(b Backend, o options) *configuration.Configuration {
 	cfg := &configuration.Configuration{Version: "0.1"}
 	purge := map[any]any{"enabled": false}
 	if o.purgeAge > 0 {
 		purge = map[any]any{"enabled": true, "age": o.purgeAge.String(), "interval": o.purgeInterval.String(), "dryrun": false}
 	}
 	cfg.Storage = configuration.Storage{
-		"filesystem":  configuration.Parameters{"rootdirectory": root},
 		"delete":      configuration.Parameters{"enabled": o.deleteEnabled},
 		"cache":       configuration.Parameters{"blobdescriptor": "inmemory"},
 		"maintenance": configuration.Parameters{"uploadpurging": purge},
+		"redirect":    configuration.Parameters{"disable": !b.Redirect},
+	}
+	if b.S3 != nil {
+		cfg.Storage["s3"] = configuration.Parameters(b.S3)
+	} else {
+		cfg.Storage["filesystem"] = configuration.Parameters{"rootdirectory": b.Dir}
 	}
 	cfg.HTTP.Secret = o.secret
 	cfg.HTTP.Host = o.host

@@ -39,6 +39,13 @@ func (h *Handler) blob(w http.ResponseWriter, r *http.Request, req *request) err
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
+	if u := b.RedirectURL(); u != "" {
+		// A hit the backend serves itself (storage.redirect): the client
+		// follows with its Range header, if any, to the presigned URL.
+		hdr.Set("Location", u)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return nil
+	}
 	size := b.Size()
 	status, off, n := http.StatusOK, int64(0), int64(-1)
 	if rh := r.Header.Get("Range"); rh != "" {

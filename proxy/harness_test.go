@@ -54,6 +54,13 @@ func startMirrorIndexed(t *testing.T, root, upstreamURL string, more map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startMirrorOn(t, store, root, upstreamURL, more, ix, nil, opts...)
+}
+
+// startMirrorOn starts a mirror on store (root: its local directory, if any),
+// with further cache options.
+func startMirrorOn(t *testing.T, store *storage.Store, root, upstreamURL string, more map[string]string, ix *scheduler.Index, copts []cache.Option, opts ...upstream.Option) *mirror {
+	t.Helper()
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	log.SetOutput(io.Discard)
@@ -61,12 +68,13 @@ func startMirrorIndexed(t *testing.T, root, upstreamURL string, more map[string]
 		upstream.WithTimeouts(2*time.Second, 2*time.Second, 2*time.Second),
 		upstream.WithRetries(1, 10*time.Millisecond),
 	}, opts...)
-	newCache := func(url string, copts ...cache.Option) *cache.Cache {
+	newCache := func(url string, more ...cache.Option) *cache.Cache {
 		up, err := upstream.New(url, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := cache.New(store, up, append(copts, cache.WithLogger(logrus.NewEntry(log)), cache.WithIndex(ix))...)
+		all := append(append(more, copts...), cache.WithLogger(logrus.NewEntry(log)), cache.WithIndex(ix))
+		c := cache.New(store, up, all...)
 		t.Cleanup(c.Close)
 		return c
 	}

@@ -42,6 +42,11 @@ func (s *Store) GetManifest(ctx context.Context, repo string, dgst digest.Digest
 	if err != nil {
 		return nil, mapErr(err)
 	}
+	// Manifests are small, so every read is checked: a damaged or empty object
+	// is no manifest, and the caller fetches it again.
+	if got := dgst.Algorithm().FromBytes(body); got != dgst {
+		return nil, fmt.Errorf("manifest %s: stored content hashes to %s: %w", dgst, got, ErrNotFound)
+	}
 	return body, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -50,9 +51,13 @@ func NewFilesystem(dir string) (*Store, error) {
 }
 
 // New returns a store on any storage driver; fills are spooled in the local
-// directory spoolDir and uploaded on commit.
+// directory spoolDir and uploaded on commit. With spoolDir "" the store can
+// read and link but not fill (a read view, such as hosted's).
 func New(d driver.StorageDriver, spoolDir string) (*Store, error) {
 	s := &Store{d: d, spoolDir: spoolDir}
+	if spoolDir == "" {
+		return s, nil
+	}
 	return s, s.resetSpool()
 }
 
@@ -72,6 +77,9 @@ func (s *Store) resetSpool() error {
 // NewSpool creates an empty spool file for a fill in progress. The caller commits it
 // with CommitBlob or removes it with DiscardSpool.
 func (s *Store) NewSpool() (*os.File, error) {
+	if s.spoolDir == "" {
+		return nil, errors.New("storage: this store has no spool directory")
+	}
 	var b [12]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -105,34 +113,57 @@ func (s *Store) CommitBlob(ctx context.Context, spool *os.File, dgst digest.Dige
 		return nil
 	}
 	defer s.DiscardSpool(spool)
-	if err := s.upload(ctx, io.NewSectionReader(spool, 0, 1<<62), dst); err != nil {
+	fi, err := spool.Stat()
+	if err != nil {
+		return fmt.Errorf("commit blob %s: stat spool: %w", dgst, err)
+	}
+	if err := s.upload(ctx, io.NewSectionReader(spool, 0, fi.Size()), fi.Size(), dst); err != nil {
 		return fmt.Errorf("commit blob %s: %w", dgst, err)
 	}
 	return nil
 }
 
-// upload writes r to a temporary path on the driver and moves it to dst.
-func (s *Store) upload(ctx context.Context, r io.Reader, dst string) error {
+// upload writes the size bytes of r to a temporary path on the driver, checks
+// that the driver holds exactly size bytes there, and moves it to dst. On an
+// object store the move is a server-side copy that appears whole or not at
+// all, so dst is never a partial object; on any failure the temporary path is
+// removed.
+func (s *Store) upload(ctx context.Context, r io.Reader, size int64, dst string) (err error) {
 	tmp, err := s.tempPath()
 	if err != nil {
 		return err
 	}
 	w, err := s.d.Writer(ctx, tmp, false)
 	if err != nil {
-		return err
+		return fmt.Errorf("upload: open %s: %w", tmp, err)
 	}
+	defer func() {
+		if err != nil {
+			_ = s.d.Delete(context.WithoutCancel(ctx), tmp)
+		}
+	}()
 	if _, err := io.Copy(w, r); err != nil {
 		_ = w.Cancel(ctx)
-		return err
+		return fmt.Errorf("upload: write: %w", err)
 	}
 	if err := w.Commit(ctx); err != nil {
 		_ = w.Cancel(ctx)
-		return err
+		return fmt.Errorf("upload: commit: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return err
+		return fmt.Errorf("upload: close: %w", err)
 	}
-	return s.d.Move(ctx, tmp, dst)
+	fi, err := s.d.Stat(ctx, tmp)
+	if err != nil {
+		return fmt.Errorf("upload: stat %s: %w", tmp, err)
+	}
+	if fi.Size() != size {
+		return fmt.Errorf("upload: the backend holds %d bytes of %d", fi.Size(), size)
+	}
+	if err := s.d.Move(ctx, tmp, dst); err != nil {
+		return fmt.Errorf("upload: move into place: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) tempPath() (string, error) {
@@ -172,33 +203,70 @@ func (s *Store) StatBlob(ctx context.Context, dgst digest.Digest) (BlobInfo, err
 	if err != nil {
 		return BlobInfo{}, mapErr(err)
 	}
-	return BlobInfo{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	if fi.IsDir() {
+		return BlobInfo{}, ErrNotFound
+	}
+	return BlobInfo{Size: fi.Size(), ModTime: fi.ModTime()}, checkEmpty(dgst, fi.Size())
+}
+
+// checkEmpty refuses an empty object stored for a digest of non-empty
+// content: no commit writes one, so it is damage (a failed write outside this
+// store, a filesystem that lost data), and serving it would answer a complete,
+// wrong 200. The caller sees the blob as absent, and a fill replaces it.
+func checkEmpty(dgst digest.Digest, size int64) error {
+	if size == 0 && dgst != dgst.Algorithm().FromBytes(nil) {
+		return fmt.Errorf("blob %s: stored object is empty: %w", dgst, ErrNotFound)
+	}
+	return nil
 }
 
 // OpenBlob opens the blob dgst for reading. On the filesystem driver the reader is
-// an *os.File, so serving it uses sendfile.
+// an *os.File, so serving it uses sendfile. On other drivers (object stores) the
+// reader is opened at the first Read, at the offset a Seek chose, so a Range
+// request costs one ranged GET.
 func (s *Store) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, BlobInfo, error) {
+	if !s.spoolInRoot {
+		info, err := s.StatBlob(ctx, dgst)
+		if err != nil {
+			return nil, BlobInfo{}, err
+		}
+		return &driverSeeker{ctx: ctx, d: s.d, path: blobDataPath(dgst), size: info.Size, reopen: true}, info, nil
+	}
 	rc, err := s.d.Reader(ctx, blobDataPath(dgst), 0)
 	if err != nil {
 		return nil, BlobInfo{}, mapErr(err)
 	}
-	if f, ok := rc.(*os.File); ok { // the hit path: fstat the open file, no second lookup
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, BlobInfo{}, err
-		}
-		return f, BlobInfo{Size: fi.Size(), ModTime: fi.ModTime()}, nil
-	}
-	info, err := s.StatBlob(ctx, dgst)
-	if err != nil {
+	f, ok := rc.(*os.File)
+	if !ok {
 		rc.Close()
+		return nil, BlobInfo{}, fmt.Errorf("blob %s: the filesystem driver returned a %T", dgst, rc)
+	}
+	fi, err := f.Stat() // the hit path: fstat the open file, no second lookup
+	if err != nil {
+		f.Close()
 		return nil, BlobInfo{}, err
 	}
-	if rs, ok := rc.(io.ReadSeekCloser); ok {
-		return rs, info, nil
+	if err := checkEmpty(dgst, fi.Size()); err != nil {
+		f.Close()
+		return nil, BlobInfo{}, err
 	}
-	return &driverSeeker{ctx: ctx, d: s.d, path: blobDataPath(dgst), rc: rc, size: info.Size}, info, nil
+	return f, BlobInfo{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// BlobURL returns a URL from which a client may fetch the blob dgst from the
+// backend itself with method (GET or HEAD): a presigned URL on s3, "" when the
+// driver cannot redirect (the filesystem). The caller checks that the blob is
+// stored first.
+func (s *Store) BlobURL(ctx context.Context, method string, dgst digest.Digest) (string, error) {
+	r, err := http.NewRequestWithContext(ctx, method, "/", nil)
+	if err != nil {
+		return "", err
+	}
+	u, err := s.d.RedirectURL(r, blobDataPath(dgst))
+	if err != nil {
+		return "", fmt.Errorf("blob %s: redirect URL: %w", dgst, err)
+	}
+	return u, nil
 }
 
 // HasLayer reports whether repo links the blob dgst (it was pulled through repo).

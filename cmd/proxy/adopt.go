@@ -1,17 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	driver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ocimirror/proxy/scheduler"
+	"github.com/ocimirror/proxy/storage"
 )
 
 // registry2State is distribution's proxy scheduler file, <root>/scheduler-state.json:
@@ -30,9 +30,12 @@ type registry2Entry struct {
 // the last access (expiry - ttl) that the TTL of its repository (ttl(repo))
 // turns back into the same expiry. A missing file is no error; a corrupt one is
 // reported and ignored by the caller.
-func registry2Expiries(root string, ttl func(repo string) time.Duration) (map[scheduler.Key]time.Time, error) {
-	b, err := os.ReadFile(filepath.Join(root, registry2State))
-	if errors.Is(err, fs.ErrNotExist) {
+//
+// It reads through the store's driver, so the file is found at the top of an
+// s3 prefix as in a filesystem root.
+func registry2Expiries(ctx context.Context, store *storage.Store, ttl func(repo string) time.Duration) (map[scheduler.Key]time.Time, error) {
+	b, err := store.Driver().GetContent(ctx, "/"+registry2State)
+	if errors.As(err, new(driver.PathNotFoundError)) {
 		return nil, nil
 	} else if err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -69,7 +68,7 @@ func newFront(ctx context.Context, cfg *config.Config, byHost map[string]*cache.
 
 // newHosted opens the hosted repositories.
 func newHosted(ctx context.Context, cfg *config.Config, log *logrus.Entry) (*hosted.Registry, error) {
-	root := cfg.Hosted.Root(cfg.Storage.Filesystem.RootDirectory)
+	root := hostedBackend(cfg)
 	purge := cfg.Storage.Maintenance.UploadPurging
 	age, interval := 168*time.Hour, 24*time.Hour
 	if purge.Age > 0 {
@@ -81,7 +80,7 @@ func newHosted(ctx context.Context, cfg *config.Config, log *logrus.Entry) (*hos
 	if purge.Enabled != nil && !*purge.Enabled {
 		age = 0 // off
 	}
-	reg, err := hosted.New(ctx, root,
+	reg, err := hosted.NewOn(ctx, root,
 		hosted.WithLogger(log.WithField("component", "hosted")),
 		hosted.WithDelete(cfg.Storage.Delete.Enabled),
 		hosted.WithSecret(cfg.HTTP.Secret),
@@ -93,7 +92,7 @@ func newHosted(ctx context.Context, cfg *config.Config, log *logrus.Entry) (*hos
 	if err != nil {
 		return nil, err
 	}
-	log.WithFields(logrus.Fields{"namespaces": cfg.Hosted.Namespaces, "root": root}).Info("hosted repositories enabled")
+	log.WithFields(logrus.Fields{"namespaces": cfg.Hosted.Namespaces, "root": root.String()}).Info("hosted repositories enabled")
 	if !cfg.Auth.Enabled() {
 		log.Warn("hosted repositories need client auth for pushes: set auth.htpasswd or auth.token; until then pushes are refused")
 	}
@@ -105,7 +104,7 @@ func newHosted(ctx context.Context, cfg *config.Config, log *logrus.Entry) (*hos
 // with the hosted registry's push events. It returns the /api/v0 handler and a
 // func that stops the engine and waits for running jobs to wind down.
 func newMirroring(cfg *config.Config, reg *hosted.Registry, authz *auth.Authorizer, log *logrus.Entry) (http.Handler, func(), error) {
-	path := filepath.Join(cfg.Hosted.Root(cfg.Storage.Filesystem.RootDirectory), "mirror.db")
+	path := mirrorDBPath(cfg)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", path, err)

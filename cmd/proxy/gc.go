@@ -17,7 +17,6 @@ import (
 	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/hosted"
 	"github.com/ocimirror/proxy/scheduler"
-	"github.com/ocimirror/proxy/storage"
 )
 
 // gc runs one eviction pass by hand, with the configured TTL, size cap and pins,
@@ -42,8 +41,8 @@ func gc(args []string, stdout, stderr io.Writer, environ []string) int {
 	defer stop()
 	rep, err := runGC(ctx, cfg, dryRun, gcLogger(cfg.Log, stderr))
 	if errors.Is(err, scheduler.ErrInUse) {
-		fmt.Fprintf(stderr, "proxy gc: storage root %s is in use by a running proxy, which evicts on its own; stop it to run gc by hand\n",
-			cfg.Storage.Filesystem.RootDirectory)
+		fmt.Fprintf(stderr, "proxy gc: storage %s is in use by a running proxy, which evicts on its own; stop it to run gc by hand\n",
+			cfg.Storage.Describe())
 		return exitFail
 	}
 	if rep != nil {
@@ -140,7 +139,7 @@ func runGC(ctx context.Context, cfg *config.Config, dryRun bool, log *logrus.Ent
 			err = errors.Join(err, fmt.Errorf("close index: %w", cerr))
 		}
 	}()
-	store, err := storage.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +161,7 @@ func runGC(ctx context.Context, cfg *config.Config, dryRun bool, log *logrus.Ent
 		}
 	}
 	if len(cfg.Hosted.Namespaces) > 0 {
-		h, err := hosted.Collect(ctx, cfg.Hosted.Root(cfg.Storage.Filesystem.RootDirectory), hostedGrace, dryRun, now)
+		h, err := hosted.CollectOn(ctx, hostedBackend(cfg), hostedGrace, dryRun, now)
 		rep.hosted = &h
 		if err != nil {
 			return rep, fmt.Errorf("hosted repositories: %w", err)
@@ -180,7 +179,7 @@ func (r *gcReport) print(w io.Writer) {
 	if p.MaxSize > 0 {
 		limit = "maxsize " + humanBytes(int64(p.MaxSize))
 	}
-	fmt.Fprintf(w, "storage %s (ttl %s, %s, %d pin patterns)\n", r.cfg.Storage.Filesystem.RootDirectory, ttlSummary(r.cfg), limit, len(p.Pin))
+	fmt.Fprintf(w, "storage %s (ttl %s, %s, %d pin patterns)\n", r.cfg.Storage.Describe(), ttlSummary(r.cfg), limit, len(p.Pin))
 	if r.dryRun {
 		fmt.Fprintln(w, "would free (dry run, nothing deleted):")
 	} else {
@@ -213,7 +212,7 @@ func (r *gcReport) print(w io.Writer) {
 			verb = "would free"
 		}
 		fmt.Fprintf(w, "hosted repositories %s: %d manifests, %d blobs; %s %d unreferenced blobs, %s",
-			r.cfg.Hosted.Root(r.cfg.Storage.Filesystem.RootDirectory), h.Manifests, h.Blobs, verb, h.Swept, humanBytes(h.Bytes))
+			hostedBackend(r.cfg), h.Manifests, h.Blobs, verb, h.Swept, humanBytes(h.Bytes))
 		if h.Young > 0 {
 			fmt.Fprintf(w, " (%d younger than %s spared)", h.Young, hostedGrace)
 		}

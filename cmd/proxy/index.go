@@ -9,19 +9,52 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/hosted"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 )
 
-// openIndex opens the scheduler's index in the storage root. It also takes the
-// root's lock, so it must come before anything else touches the root.
+// openIndex opens the scheduler's index in the local state directory
+// (<root>/_proxy on the filesystem, proxy.statedirectory with s3). It also takes
+// the storage's lock, so it must come before anything else touches the storage.
 func openIndex(cfg *config.Config, log *logrus.Entry) (*scheduler.Index, error) {
-	path := filepath.Join(cfg.Storage.Filesystem.RootDirectory, "_proxy", "scheduler.db")
+	path := filepath.Join(cfg.StateDir(), "scheduler.db")
 	ix, err := scheduler.Open(path, append(ttlOptions(cfg), scheduler.WithLogger(log))...)
 	if err != nil {
-		return nil, fmt.Errorf("storage root %s: %w", cfg.Storage.Filesystem.RootDirectory, err)
+		return nil, fmt.Errorf("storage %s (index %s): %w", cfg.Storage.Describe(), path, err)
 	}
 	return ix, nil
+}
+
+// openStore opens the cache's content store: the filesystem root, or the s3
+// bucket with fills spooled in <statedirectory>/spool.
+func openStore(ctx context.Context, cfg *config.Config) (*storage.Store, error) {
+	if cfg.Storage.Driver() == config.DriverS3 {
+		store, err := storage.NewS3(ctx, cfg.Storage.S3, filepath.Join(cfg.StateDir(), "spool"))
+		if err != nil {
+			return nil, fmt.Errorf("storage.s3: %w", err)
+		}
+		return store, nil
+	}
+	return storage.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
+}
+
+// hostedBackend is where hosted repositories live: hosted.rootdirectory (or
+// <root>/hosted) on the filesystem, the prefix HostedS3Root in the bucket with s3.
+func hostedBackend(cfg *config.Config) hosted.Backend {
+	if cfg.Storage.Driver() == config.DriverS3 {
+		return hosted.Backend{S3: cfg.Storage.S3Params(cfg.HostedS3Root()), Redirect: !cfg.Storage.Redirect.Disable}
+	}
+	return hosted.Backend{Dir: cfg.Hosted.Root(cfg.Storage.Filesystem.RootDirectory), Redirect: !cfg.Storage.Redirect.Disable}
+}
+
+// mirrorDBPath is the mirroring engine's database: in the hosted root on the
+// filesystem, in the state directory with s3 (bbolt needs a local file).
+func mirrorDBPath(cfg *config.Config) string {
+	if cfg.Storage.Driver() == config.DriverS3 {
+		return filepath.Join(cfg.StateDir(), "mirror.db")
+	}
+	return filepath.Join(cfg.Hosted.Root(cfg.Storage.Filesystem.RootDirectory), "mirror.db")
 }
 
 // ttlOptions give the index the TTL of every upstream: proxy.ttl for the
@@ -41,7 +74,7 @@ func ttlOptions(cfg *config.Config) []scheduler.Option {
 // sweepUnlinked); callers sweep when storage.delete.enabled allows deleting.
 // Nothing may use the store meanwhile.
 func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, cfg *config.Config, sweep bool, log *logrus.Entry) error {
-	adopted, err := registry2Expiries(cfg.Storage.Filesystem.RootDirectory, ix.TTL)
+	adopted, err := registry2Expiries(ctx, store, ix.TTL)
 	if err != nil {
 		log.WithError(err).Warn("ignoring registry:2's " + registry2State + ": cannot read it")
 	}

@@ -76,7 +76,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 		return err
 	}
 	defer ix.Close()
-	store, err := storage.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -92,6 +92,15 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 		go serveDebug(cfg.HTTP.Debug.Addr, reg, log)
 	}
 	return serveHTTP(ctx, cfg, h, log)
+}
+
+// readyDir is the local directory /readyz checks is writable: the storage root
+// on the filesystem, the state directory (spool, index) with s3.
+func readyDir(cfg *config.Config) string {
+	if cfg.Storage.Driver() == config.DriverS3 {
+		return cfg.StateDir()
+	}
+	return cfg.Storage.Filesystem.RootDirectory
 }
 
 // newHandler builds the caches, the evictor and the HTTP front end. stop ends
@@ -129,7 +138,7 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 		return nil, nil, nil, err
 	}
 	h = withConsole(h, console, log)
-	return rootHandler(h, reg, cfg.Storage.Filesystem.RootDirectory, cfg.HTTP.Debug.Addr == ""), reg, stop, nil
+	return rootHandler(h, reg, readyDir(cfg), cfg.HTTP.Debug.Addr == ""), reg, stop, nil
 }
 
 // serveHTTP serves h until ctx ends, then lets transfers in flight finish for up
@@ -148,7 +157,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, h http.Handler, log *log
 	}
 	log.WithFields(logrus.Fields{
 		"addr": ln.Addr().String(), "upstream": cfg.Proxy.RemoteURL, "upstreams": len(cfg.Upstreams),
-		"storage": cfg.Storage.Filesystem.RootDirectory, "version": version,
+		"storage": cfg.Storage.Describe(), "version": version,
 	}).Info("registry mirror listening")
 	errc := make(chan error, 1)
 	go func() { errc <- listenAndServe(srv, ln, cfg.HTTP.TLS) }()
@@ -189,7 +198,10 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 	if err != nil {
 		return nil, nil, err
 	}
-	def := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness), cache.WithIndex(ix), cache.WithMetrics(m))
+	// Only a driver that can redirect is asked to: on the filesystem it would
+	// cost every hit a stat for nothing.
+	redirect := cache.WithRedirect(cfg.Storage.Driver() == config.DriverS3 && !cfg.Storage.Redirect.Disable)
+	def := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness), cache.WithIndex(ix), cache.WithMetrics(m), redirect)
 	byHost := map[string]*cache.Cache{}
 	for _, h := range p.DefaultHosts() {
 		byHost[h] = def
@@ -200,7 +212,7 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 			return nil, nil, fmt.Errorf("upstream %s: %w", u.Host, err)
 		}
 		byHost[u.Host] = cache.New(store, up, cache.WithLogger(log.WithField("upstream", u.Host)),
-			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host), cache.WithIndex(ix), cache.WithMetrics(m))
+			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host), cache.WithIndex(ix), cache.WithMetrics(m), redirect)
 		if u.Username != "" && !cfg.Auth.Enabled() {
 			log.WithField("upstream", u.Host).Warn("this upstream has credentials and the mirror has no client auth: " +
 				"anyone who reaches the mirror can pull its content")

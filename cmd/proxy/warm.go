@@ -153,8 +153,8 @@ func openWarmSource(ctx context.Context, wa warmArgs, stderr io.Writer, environ 
 	src, err := openLocalSource(ctx, cfg, gcLogger(cfg.Log, stderr))
 	switch {
 	case errors.Is(err, scheduler.ErrInUse):
-		fmt.Fprintf(stderr, "proxy warm: storage root %s is in use by a running proxy; "+
-			"warm through it instead: proxy warm --server http://HOST:PORT IMAGE...\n", cfg.Storage.Filesystem.RootDirectory)
+		fmt.Fprintf(stderr, "proxy warm: storage %s is in use by a running proxy; "+
+			"warm through it instead: proxy warm --server http://HOST:PORT IMAGE...\n", cfg.Storage.Describe())
 		return nil, nil, exitFail
 	case err != nil:
 		fmt.Fprintln(stderr, "proxy warm:", err)

@@ -18,7 +18,6 @@ import (
 	"github.com/ocimirror/proxy/cache"
 	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/scheduler"
-	"github.com/ocimirror/proxy/storage"
 )
 
 // localSource warms the storage root itself through the caches serve would
@@ -38,7 +37,7 @@ func openLocalSource(ctx context.Context, cfg *config.Config, log *logrus.Entry)
 		return nil, err
 	}
 	s := &localSource{ix: ix}
-	store, err := storage.NewFilesystem(cfg.Storage.Filesystem.RootDirectory)
+	store, err := openStore(ctx, cfg)
 	if err == nil {
 		err = reconcile(ctx, ix, store, cfg, cfg.Storage.Delete.Enabled, log)
 	}

@@ -47,6 +47,17 @@ async function waitText(url, want, ms = 60000) {
   }
 }
 
+// waitRow loads url until its job table has a row, and returns the table's text.
+async function waitRow(url, ms = 60000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    await page.goto(url);
+    if (await page.locator("#jobtable a").count() > 0) return await page.locator("#jobtable").innerText();
+    if (Date.now() > until) throw new Error(`${url}: no job after ${ms} ms`);
+    await page.waitForTimeout(500);
+  }
+}
+
 async function login() {
   await page.goto(base);
   check(page.url().includes("/ui/login"), "an anonymous visit did not go to the login page");
@@ -85,8 +96,9 @@ async function mirrorsPhase() {
   await shot("mirrors-pull");
 
   // The job runs and copies both tags; its log says so.
-  const jobs = await waitText(base + "jobs?action=poll_mirror&status=done", "poll_mirror");
-  check(jobs.includes("done"), "no done poll_mirror job");
+  // (The filter form names poll_mirror and done too: wait for a row of the table.)
+  const jobs = await waitRow(base + "jobs?action=poll_mirror&status=done");
+  check(jobs.includes("done") && jobs.includes("poll_mirror"), `no done poll_mirror job:\n${jobs}`);
   await shot("jobs");
   await page.locator("#jobtable a").first().click();
   await page.getByRole("heading", { name: "Log" }).waitFor();
@@ -161,6 +173,14 @@ async function pushPhase() {
   await shot("job-push-log");
   await page.goto(base);
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  // The last hour's charts fill in once the sampler has two samples (one every
+  // 10 s); the last day's need 5 minutes, longer than this test.
+  const chartsUntil = Date.now() + 30000;
+  while (await page.locator("svg.chart").first().locator("polyline").count() === 0) {
+    if (Date.now() > chartsUntil) throw new Error("the dashboard's request chart has no line after 30 s");
+    await page.waitForTimeout(1000);
+    await page.reload();
+  }
   await shot("dashboard-after");
 }
 

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -20,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/internal/syncbuf"
 )
 
 // writeHtpasswd writes a bcrypt htpasswd file of users (name -> password).
@@ -40,27 +39,9 @@ func writeHtpasswd(t *testing.T, users map[string]string) string {
 	return path
 }
 
-// syncBuffer is a log sink the handler goroutines and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testLogger returns a logger that writes into the returned buffer.
-func testLogger() (*logrus.Entry, *syncBuffer) {
-	buf := &syncBuffer{}
+func testLogger() (*logrus.Entry, *syncbuf.Buffer) {
+	buf := &syncbuf.Buffer{}
 	l := logrus.New()
 	l.SetOutput(buf)
 	l.SetLevel(logrus.DebugLevel)

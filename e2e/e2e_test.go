@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/ocimirror/proxy/internal/syncbuf"
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
@@ -38,7 +39,7 @@ func freeAddr(t *testing.T) string {
 
 // startProxy runs the binary with a config pointing at upstream and waits until
 // it answers /v2/.
-func startProxy(t *testing.T, bin, upstreamURL string) (string, *exec.Cmd, *syncBuffer) {
+func startProxy(t *testing.T, bin, upstreamURL string) (string, *exec.Cmd, *syncbuf.Buffer) {
 	t.Helper()
 	addr, cmd, logs, _ := startProxyConfig(t, bin, upstreamURL, t.TempDir(), "")
 	return addr, cmd, logs
@@ -46,7 +47,7 @@ func startProxy(t *testing.T, bin, upstreamURL string) (string, *exec.Cmd, *sync
 
 // startProxyConfig starts the binary on storage root with extra proxy-section
 // YAML, and returns the config file's path too.
-func startProxyConfig(t *testing.T, bin, upstreamURL, root, extra string) (string, *exec.Cmd, *syncBuffer, string) {
+func startProxyConfig(t *testing.T, bin, upstreamURL, root, extra string) (string, *exec.Cmd, *syncbuf.Buffer, string) {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -73,9 +74,9 @@ proxy:
 
 // runProxy starts the binary with args and extra environment, and waits until
 // addr answers /v2/.
-func runProxy(t *testing.T, addr string, env []string, bin string, args ...string) (*exec.Cmd, *syncBuffer) {
+func runProxy(t *testing.T, addr string, env []string, bin string, args ...string) (*exec.Cmd, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logs, logs

@@ -9,7 +9,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -27,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/ocimirror/proxy/internal/syncbuf"
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
@@ -75,24 +75,6 @@ func buildProxy(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
-}
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // requireTool returns the path of a client binary, and skips the test when it
@@ -465,7 +447,7 @@ func pushIndex(t *testing.T, reg *testregistry.Registry, repo string, sizes ...i
 // mirror is the proxy binary serving both upstreams.
 type mirror struct {
 	Addr string // 127.0.0.1:port
-	Logs *syncBuffer
+	Logs *syncbuf.Buffer
 	cmd  *exec.Cmd
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/ocimirror/proxy/internal/syncbuf"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -42,7 +43,7 @@ const (
 type hostedProxy struct {
 	Addr     string // 127.0.0.1:port
 	Root     string // storage root (hosted content in Root/hosted)
-	Logs     *syncBuffer
+	Logs     *syncbuf.Buffer
 	htpasswd string
 	cmd      *exec.Cmd
 }

@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/ocimirror/proxy/internal/syncbuf"
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
@@ -142,7 +143,7 @@ func headDigest(t *testing.T, base, repo, tag string) string {
 }
 
 // waitDigests waits until base serves every repo:tag of want at its digest.
-func waitDigests(t *testing.T, what, base, repo string, want map[string]string, logs *syncBuffer) {
+func waitDigests(t *testing.T, what, base, repo string, want map[string]string, logs *syncbuf.Buffer) {
 	t.Helper()
 	err := waitUntil(mirrorWait, func() error {
 		for tag, d := range want {

@@ -1,13 +1,13 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ocimirror/proxy/internal/syncbuf"
 
 	"github.com/sirupsen/logrus"
 )
@@ -185,7 +185,7 @@ func TestPlanIsADryRun(t *testing.T) {
 // When pinned content alone exceeds the cap, Run backs off instead of passing
 // after every Record, and says so in the log once.
 func TestRunPinnedOverCap(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	l := logrus.New()
 	l.SetOutput(&logs)
 	ix, _ := openTest(t, WithTTL(0), WithLogger(logrus.NewEntry(l)))
@@ -221,22 +221,4 @@ func TestRunPinnedOverCap(t *testing.T) {
 	if n := strings.Count(logs.String(), "pinned content keeps the cache above its size cap"); n != 1 {
 		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger in another goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/ocimirror/proxy/internal/syncbuf"
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
@@ -36,24 +36,6 @@ const (
 	adminUser = "admin"
 	adminPass = "console-test-pw"
 )
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -126,7 +108,7 @@ proxy:
   maxsize: 1GiB
 `, addr, filepath.Join(dir, "data"), htpasswd, remoteReg.URL))
 
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "serve", cfgPath)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -176,7 +158,7 @@ proxy:
 
 	runNode := func(phase string) {
 		t.Helper()
-		var nodeOut syncBuffer
+		var nodeOut syncbuf.Buffer
 		nctx, ncancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer ncancel()
 		c := exec.CommandContext(nctx, node, "e2e/console.mjs")

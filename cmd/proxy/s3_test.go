@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,26 +19,9 @@ import (
 
 	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/internal/s3test"
+	"github.com/ocimirror/proxy/internal/syncbuf"
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // s3Config writes a configuration on srv's bucket (prefix /cache) with the
 // local state in state, and returns its path and the listen address.
@@ -87,7 +69,7 @@ func TestServeS3(t *testing.T) {
 	if b := hostedBackend(cfg); b.S3["rootdirectory"] != "/cache/hosted" || b.S3["bucket"] != "cache" {
 		t.Fatalf("hosted backend %v", b.S3)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	l := logrus.New()
 	l.SetOutput(logs)
 	l.SetLevel(logrus.DebugLevel)

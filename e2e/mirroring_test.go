@@ -253,21 +253,26 @@ func TestMirroring(t *testing.T) {
 
 		// The scheduled polls (no policy parameter: every enabled policy)
 		// are done, and one of them logged the copies.
+		// The copies land before the job that made them is marked done: wait
+		// (bounded) for that.
 		var scheduled []apiJob
-		for _, j := range h.jobs(t, "poll_mirror") {
-			if j.Parameters["policy"] == "" && j.Status == "done" {
-				scheduled = append(scheduled, j)
-			}
-		}
 		var copiedBy string
-		for _, j := range scheduled {
-			lines := h.jobLog(t, j.ID)
-			if findLine(lines, "copied", ":v2 ", want["v2"]) != "" {
-				copiedBy = j.ID
-				if findLine(lines, "copied", ":v1 ", want["v1"]) == "" {
-					t.Errorf("poll job %s copied v2 but logged no copy of the moved v1:\n%s", j.ID, strings.Join(lines, "\n"))
+		for deadline := time.Now().Add(15 * time.Second); copiedBy == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			scheduled = scheduled[:0]
+			for _, j := range h.jobs(t, "poll_mirror") {
+				if j.Parameters["policy"] == "" && j.Status == "done" {
+					scheduled = append(scheduled, j)
 				}
-				break
+			}
+			for _, j := range scheduled {
+				lines := h.jobLog(t, j.ID)
+				if findLine(lines, "copied", ":v2 ", want["v2"]) != "" {
+					copiedBy = j.ID
+					if findLine(lines, "copied", ":v1 ", want["v1"]) == "" {
+						t.Errorf("poll job %s copied v2 but logged no copy of the moved v1:\n%s", j.ID, strings.Join(lines, "\n"))
+					}
+					break
+				}
 			}
 		}
 		if copiedBy == "" {

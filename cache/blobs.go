@@ -237,20 +237,33 @@ func (c *Cache) awaitFill(ctx context.Context, f *fill) (*Blob, error) {
 func (c *Cache) runFill(f *fill) {
 	defer c.running.Done()
 	defer f.release()
-	err := c.fetchInto(f)
-	f.finish(err)
-	c.metrics.Fill(c.up.Host(), f.written, err)
-	if err == nil {
-		err = c.store.CommitBlob(c.ctx, f.file, f.dgst)
+	releaseLease, fromStore := c.claimFill(f)
+	var err error
+	if fromStore {
+		err = c.copyStored(f)
+		f.finish(err)
+	} else {
+		err = c.fetchInto(f)
+		f.finish(err)
+		c.metrics.Fill(c.up.Host(), f.written, err)
+		if err == nil {
+			err = c.store.CommitBlob(c.ctx, f.file, f.dgst)
+		}
 	}
 	if err == nil {
 		err = c.linkLayer(c.ctx, f.repo, f.dgst, f.written)
 	}
+	if fromStore {
+		c.store.DiscardSpool(f.file) // a private copy: the blob is stored already
+	}
 	if err != nil {
-		c.store.DiscardSpool(f.file)
+		if !fromStore {
+			c.store.DiscardSpool(f.file)
+		}
 		c.log.WithError(err).WithField("digest", f.dgst).WithField("repo", f.repo.local).
 			Warn("blob fill failed; nothing stored")
 	}
+	releaseLease() // after the commit: waiting replicas find the blob stored
 	f.storeErr = err
 	close(f.stored)
 	c.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/ocimirror/proxy/cluster"
 	"github.com/ocimirror/proxy/metrics"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
@@ -55,6 +56,10 @@ type Cache struct {
 	fills   map[digest.Digest]*fill
 	running sync.WaitGroup // fill goroutines
 
+	coord       cluster.Coordinator // other replicas on the same store; cluster.Local alone
+	leaseTTL    time.Duration
+	clusterWait time.Duration
+
 	ctx    context.Context // lifetime of fills: they outlive the request that started them
 	cancel context.CancelFunc
 }
@@ -86,12 +91,16 @@ func WithMetrics(m *metrics.Metrics) Option { return func(c *Cache) { c.metrics 
 func New(store *storage.Store, up *upstream.Client, opts ...Option) *Cache {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{
-		store:  store,
-		up:     up,
-		log:    logrus.NewEntry(logrus.StandardLogger()),
-		fills:  make(map[digest.Digest]*fill),
-		ctx:    ctx,
-		cancel: cancel,
+		store: store,
+		up:    up,
+		log:   logrus.NewEntry(logrus.StandardLogger()),
+		fills: make(map[digest.Digest]*fill),
+		coord: cluster.Local{},
+
+		leaseTTL:    DefaultLeaseTTL,
+		clusterWait: DefaultClusterWait,
+		ctx:         ctx,
+		cancel:      cancel,
 	}
 	for _, o := range opts {
 		o(c)

@@ -45,6 +45,9 @@ type Config struct {
 	Hosted Hosted `yaml:"hosted"`
 	// Mirror configures mirroring policies and jobs.
 	Mirror Mirror `yaml:"mirror"`
+	// Redis turns on cluster coordination between replicas sharing one
+	// storage.s3 bucket (distribution's redis keys; see Redis).
+	Redis Redis `yaml:"redis"`
 
 	// Health is distribution's health section: accepted and ignored.
 	Health map[string]any `yaml:"health"`

@@ -29,7 +29,6 @@ type rejection struct {
 var rejected = map[string]rejection{
 	"auth.silly":           {msgUnsupported, true},
 	"notifications":        {msgUnsupported, true},
-	"redis":                {msgUnsupported, true},
 	"middleware":           {msgUnsupported, true},
 	"storage.tag":          {msgUnsupported, true},
 	"http.tls.letsencrypt": {msgUnsupported, true},

@@ -56,6 +56,7 @@ func (c *Config) Validate() error {
 		c.Auth.validate,
 		c.Hosted.validate,
 		c.Mirror.validate,
+		c.validateRedis,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

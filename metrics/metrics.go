@@ -20,6 +20,7 @@ type Metrics struct {
 	servedBytes   *prometheus.CounterVec
 	upstreamBytes *prometheus.CounterVec
 	fills         *prometheus.CounterVec
+	degraded      prometheus.Gauge
 }
 
 // New creates the metrics and registers them with reg.
@@ -44,8 +45,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proxy_blob_fills_total", Help: "Blob fills from each upstream, by outcome (ok, failed).",
 		}, []string{"upstream", "outcome"}),
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "proxy_cluster_degraded", Help: "1 while Redis (cluster coordination) is unreachable and this replica fetches alone; 0 otherwise.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.results, m.servedBytes, m.upstreamBytes, m.fills)
+	reg.MustRegister(m.requests, m.duration, m.results, m.servedBytes, m.upstreamBytes, m.fills, m.degraded)
 	return m
 }
 
@@ -74,6 +78,18 @@ func (m *Metrics) Fill(upstream string, bytes int64, err error) {
 	}
 	m.fills.WithLabelValues(upstream, outcome).Inc()
 	m.upstreamBytes.WithLabelValues(upstream).Add(float64(bytes))
+}
+
+// ClusterDegraded sets the proxy_cluster_degraded gauge.
+func (m *Metrics) ClusterDegraded(degraded bool) {
+	if m == nil {
+		return
+	}
+	if degraded {
+		m.degraded.Set(1)
+	} else {
+		m.degraded.Set(0)
+	}
 }
 
 // Handler serves the registry's metrics in the Prometheus text format.

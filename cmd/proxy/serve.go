@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/cluster"
 	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/metrics"
 	"github.com/ocimirror/proxy/proxy"
@@ -107,12 +108,18 @@ func readyDir(cfg *config.Config) string {
 // eviction and fills, in that order.
 func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, store *storage.Store, log *logrus.Entry) (http.Handler, *prometheus.Registry, func(), error) {
 	reg, m := newRegistry(ix)
-	def, byHost, err := newCaches(cfg, store, ix, m, log)
+	coord, closeCoord, err := newCoordinator(cfg, m, log)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	def, byHost, err := newCaches(cfg, store, ix, m, log, cache.WithCluster(coord, 0, 0))
+	if err != nil {
+		closeCoord()
 		return nil, nil, nil, err
 	}
 	fr, err := newFront(ctx, cfg, byHost, log)
 	if err != nil {
+		closeCoord()
 		return nil, nil, nil, err
 	}
 	caches := distinct(byHost)
@@ -123,6 +130,7 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 		for _, c := range caches {
 			c.Close()
 		}
+		closeCoord() // after the fills: they release their leases
 		fr.close()
 	}
 	opts := append([]proxy.Option{proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),
@@ -192,7 +200,7 @@ func listenAndServe(srv *http.Server, ln net.Listener, tlsCfg config.TLS) error 
 
 // newCaches builds the default upstream's cache and one cache per further
 // upstream, keyed by every registry host that names it.
-func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m *metrics.Metrics, log *logrus.Entry) (*cache.Cache, map[string]*cache.Cache, error) {
+func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m *metrics.Metrics, log *logrus.Entry, extra ...cache.Option) (*cache.Cache, map[string]*cache.Cache, error) {
 	p := cfg.Proxy
 	up, err := newUpstream(p, p.RemoteURL, p.Username, p.Password, p.CAFile, p.InsecureSkipVerify, p.AuthHosts, log)
 	if err != nil {
@@ -201,7 +209,8 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 	// Only a driver that can redirect is asked to: on the filesystem it would
 	// cost every hit a stat for nothing.
 	redirect := cache.WithRedirect(cfg.Storage.Driver() == config.DriverS3 && !cfg.Storage.Redirect.Disable)
-	def := cache.New(store, up, cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness), cache.WithIndex(ix), cache.WithMetrics(m), redirect)
+	def := cache.New(store, up, append([]cache.Option{cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness),
+		cache.WithIndex(ix), cache.WithMetrics(m), redirect}, extra...)...)
 	byHost := map[string]*cache.Cache{}
 	for _, h := range p.DefaultHosts() {
 		byHost[h] = def
@@ -211,8 +220,9 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 		if err != nil {
 			return nil, nil, fmt.Errorf("upstream %s: %w", u.Host, err)
 		}
-		byHost[u.Host] = cache.New(store, up, cache.WithLogger(log.WithField("upstream", u.Host)),
-			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host), cache.WithIndex(ix), cache.WithMetrics(m), redirect)
+		byHost[u.Host] = cache.New(store, up, append([]cache.Option{cache.WithLogger(log.WithField("upstream", u.Host)),
+			cache.WithTagFreshness(p.TagFreshness), cache.WithNamespace(u.Host), cache.WithIndex(ix), cache.WithMetrics(m), redirect},
+			extra...)...)
 		if u.Username != "" && !cfg.Auth.Enabled() {
 			log.WithField("upstream", u.Host).Warn("this upstream has credentials and the mirror has no client auth: " +
 				"anyone who reaches the mirror can pull its content")
@@ -275,4 +285,21 @@ func distinct(byHost map[string]*cache.Cache) []*cache.Cache {
 		}
 	}
 	return out
+}
+
+// newCoordinator returns the cluster coordinator: Redis when the redis section
+// names a server (with storage.s3; config refuses it otherwise), else the
+// single-node cluster.Local. close closes the Redis client.
+func newCoordinator(cfg *config.Config, m *metrics.Metrics, log *logrus.Entry) (cluster.Coordinator, func(), error) {
+	if !cfg.Redis.Enabled() {
+		return cluster.Local{}, func() {}, nil
+	}
+	client, err := cluster.NewRedisClient(cfg.Redis)
+	if err != nil {
+		return nil, nil, err
+	}
+	coord := cluster.NewRedis(client, cluster.WithLogger(log.WithField("redis", cfg.Redis.Address())),
+		cluster.WithStateFunc(m.ClusterDegraded))
+	log.WithField("redis", cfg.Redis.Address()).Info("cluster coordination through redis: one upstream fill per digest across replicas")
+	return coord, func() { _ = coord.Close() }, nil
 }

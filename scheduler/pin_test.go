@@ -209,6 +209,10 @@ func TestRunPinnedOverCap(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		ix.Record(Entry{Key: tagKey("pinned", "t", "big")}) // wakes Run: over the cap
 	}
+	// On a loaded machine Run may not have had its first pass yet: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); passes.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	cancel()
 	select {
 	case <-done:

@@ -2,10 +2,15 @@ package cache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/ocimirror/proxy/cluster"
+	"github.com/ocimirror/proxy/upstream"
 )
 
 // Defaults of the cluster coordination of fills.
@@ -98,4 +103,85 @@ func (c *Cache) copyStored(f *fill) error {
 	defer rc.Close()
 	f.start(info.Size)
 	return f.copyFrom(rc, info.Size)
+}
+
+// Cluster coordination of tag revalidations.
+const (
+	// tagLeaseTTL is how long a tag revalidation lease lives without
+	// renewal: a replica that dies mid-HEAD holds the others up this long at
+	// most (they wait tagWait, then HEAD themselves).
+	tagLeaseTTL = 2 * time.Second
+	// tagResultTTL is how long the digest a revalidation found stays readable
+	// by the replicas that waited for it. It only has to outlive the release
+	// that wakes them; it is not a freshness window (proxy.tagfreshness is).
+	tagResultTTL = time.Second
+	// tagWait bounds how long a replica waits for another's revalidation of
+	// the same tag before it sends its own HEAD.
+	tagWait = 2 * time.Second
+)
+
+// headTag asks the upstream what digest tag of repo points to now, once for
+// the whole cluster: the replica that takes the lease on the tag sends the
+// HEAD and publishes the descriptor; a replica that finds the lease taken
+// waits for its release (at most tagWait) and uses what was published,
+// sending its own HEAD when nothing was (the holder failed or died). Alone,
+// or when the coordination service is unreachable, it just sends the HEAD.
+// Concurrent callers in this process are coalesced before this (shared).
+func (c *Cache) headTag(ctx context.Context, repo repository, tag string, accept []string) (upstream.Descriptor, error) {
+	head := func() (upstream.Descriptor, error) { return c.up.HeadManifest(ctx, repo.up, tag, accept) }
+	if !c.coord.Clustered() {
+		return head()
+	}
+	key := tagKey(c.up.Host(), repo.up, tag, accept)
+	log := c.log.WithField("repo", repo.local).WithField("tag", tag)
+	held, release, err := c.coord.Lease(ctx, key, tagLeaseTTL)
+	if err != nil {
+		log.WithError(err).Debug("no tag revalidation lease; revalidating alone")
+		return head()
+	}
+	if held {
+		defer release()
+		desc, err := head()
+		if err == nil && desc.Digest != "" {
+			if b, merr := json.Marshal(desc); merr == nil {
+				if perr := c.coord.Put(ctx, key, string(b), tagResultTTL); perr != nil {
+					log.WithError(perr).Debug("tag revalidation not published")
+				}
+			}
+		}
+		return desc, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, tagWait)
+	werr := c.coord.WaitReleased(wctx, key)
+	cancel()
+	if werr != nil {
+		log.WithError(werr).Debug("waiting for another replica's tag revalidation failed; revalidating alone")
+		return head()
+	}
+	v, ok, err := c.coord.Get(ctx, key)
+	if err != nil || !ok {
+		if err != nil {
+			log.WithError(err).Debug("tag revalidation result unreadable; revalidating alone")
+		}
+		return head()
+	}
+	var desc upstream.Descriptor
+	if err := json.Unmarshal([]byte(v), &desc); err != nil || desc.Digest.Validate() != nil {
+		log.WithField("value", v).Warn("malformed tag revalidation result in the cluster; revalidating alone")
+		return head()
+	}
+	return desc, nil
+}
+
+// tagKey names the revalidation of tag of repo on the upstream host in the
+// cluster: "tag:<host>/<repo>:<tag>", followed by a short hash of the Accept
+// list when there is one, since the upstream may answer different Accept
+// lists with different manifests of one tag.
+func tagKey(host, repo, tag string, accept []string) string {
+	key := "tag:" + host + "/" + repo + ":" + tag
+	if len(accept) > 0 {
+		sum := sha256.Sum256([]byte(strings.Join(accept, ",")))
+		key += "#" + hex.EncodeToString(sum[:6])
+	}
+	return key
 }

@@ -58,7 +58,7 @@ func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, 
 		}
 	}
 	desc, err := shared(ctx, c, "head "+key, func(ctx context.Context) (upstream.Descriptor, error) {
-		return c.up.HeadManifest(ctx, repo.up, tag, accept)
+		return c.headTag(ctx, repo, tag, accept)
 	})
 	switch {
 	case upstream.IsUnavailable(err):

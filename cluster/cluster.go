@@ -36,6 +36,14 @@ type Coordinator interface {
 	Clustered() bool
 }
 
+// Holder is implemented by coordinators that can tell the holder of a long
+// lived lease that it lost it (both Local and Redis do).
+type Holder interface {
+	// Hold is Coordinator.Lease, and also returns a channel that is closed if
+	// a held lease is lost (expired and taken by another replica).
+	Hold(ctx context.Context, key string, ttl time.Duration) (held bool, lost <-chan struct{}, release func(), err error)
+}
+
 // Local is the single-node Coordinator: every lease is granted at once (the
 // process itself coalesces fills and revalidations), nothing is shared.
 type Local struct{}
@@ -43,6 +51,11 @@ type Local struct{}
 // Lease grants every lease.
 func (Local) Lease(context.Context, string, time.Duration) (bool, func(), error) {
 	return true, func() {}, nil
+}
+
+// Hold grants every lease, and never loses one.
+func (Local) Hold(context.Context, string, time.Duration) (bool, <-chan struct{}, func(), error) {
+	return true, nil, func() {}, nil
 }
 
 // WaitReleased returns at once: no other replica holds anything.

@@ -143,23 +143,33 @@ func (r *Redis) setDown(down bool, cause error) {
 // ttl/3 while held. The renewal stops when the lease was lost (expired and
 // taken by another replica); release deletes it only if it is still ours.
 func (r *Redis) Lease(ctx context.Context, key string, ttl time.Duration) (bool, func(), error) {
+	held, _, release, err := r.Hold(ctx, key, ttl)
+	return held, release, err
+}
+
+// Hold is Lease, and also returns a channel closed when a held lease was lost:
+// a renewal found it expired and taken by another replica (a long Redis outage
+// or a stalled process). A lease held for long, such as the evictor's, must
+// watch it.
+func (r *Redis) Hold(ctx context.Context, key string, ttl time.Duration) (bool, <-chan struct{}, func(), error) {
 	opCtx, cancel, err := r.begin(ctx)
 	if err != nil {
-		return false, nil, err
+		return false, nil, nil, err
 	}
 	defer cancel()
 	token := newToken()
 	k := Prefix + "lease:" + key
 	ok, err := r.client.SetNX(opCtx, k, token, ttl).Result()
 	if err = r.result(opCtx, err); err != nil {
-		return false, nil, fmt.Errorf("lease %s: %w", key, err)
+		return false, nil, nil, fmt.Errorf("lease %s: %w", key, err)
 	}
 	if !ok {
-		return false, nil, nil
+		return false, nil, nil, nil
 	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go r.renew(k, token, ttl, stop, done)
+	lost := make(chan struct{})
+	go r.renew(k, token, ttl, stop, done, lost)
 	var once sync.Once
 	release := func() {
 		once.Do(func() {
@@ -173,10 +183,10 @@ func (r *Redis) Lease(ctx context.Context, key string, ttl time.Duration) (bool,
 			}
 		})
 	}
-	return true, release, nil
+	return true, lost, release, nil
 }
 
-func (r *Redis) renew(k, token string, ttl time.Duration, stop, done chan struct{}) {
+func (r *Redis) renew(k, token string, ttl time.Duration, stop, done, lost chan struct{}) {
 	defer close(done)
 	t := time.NewTicker(max(ttl/3, 10*time.Millisecond))
 	defer t.Stop()
@@ -192,6 +202,7 @@ func (r *Redis) renew(k, token string, ttl time.Duration, stop, done chan struct
 		cancel()
 		if err == nil && n == 0 {
 			r.log.WithField("lease", k).Warn("lease lost (expired and taken over); no longer renewed")
+			close(lost)
 			return
 		}
 		// A failed renewal is retried at the next tick: Redis may be back

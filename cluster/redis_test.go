@@ -213,3 +213,38 @@ func TestDegraded(t *testing.T) {
 		t.Fatalf("state transitions %v, want %v (one per transition)", states, want)
 	}
 }
+
+// TestHoldLost: a held lease that expires and is taken by another replica
+// (here: deleted behind the holder's back) is reported lost through the
+// channel Hold returned; a lease still held is not.
+func TestHoldLost(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	a, b := newCoord(t, s), newCoord(t, s)
+	ttl := 300 * time.Millisecond
+	held, lost, release, err := a.Hold(ctx, "k", ttl)
+	if err != nil || !held {
+		t.Fatalf("held %v, err %v", held, err)
+	}
+	defer release()
+	select {
+	case <-lost:
+		t.Fatal("a renewed lease reported lost")
+	case <-time.After(2 * ttl):
+	}
+	raw := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer raw.Close()
+	if err := raw.Del(ctx, Prefix+"lease:k").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if held, rb, err := b.Lease(ctx, "k", 10*time.Second); err != nil || !held {
+		t.Fatalf("b could not take the deleted lease: held %v, err %v", held, err)
+	} else {
+		defer rb()
+	}
+	select {
+	case <-lost:
+	case <-time.After(5 * ttl):
+		t.Fatal("a lease taken over was not reported lost")
+	}
+}

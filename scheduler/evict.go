@@ -53,6 +53,27 @@ type Evictor struct {
 	passMu   sync.Mutex // one pass at a time
 
 	pinWarned bool // the cap is not met because of pinned content, and the log said so; used by Run only
+
+	lease    Leaser        // nil: this evictor is alone (single node)
+	leaseTTL time.Duration // life of the evict lease without renewal
+}
+
+// EvictLease is the cluster-wide lease whose holder is the one replica that
+// runs eviction passes.
+const EvictLease = "evict"
+
+// DefaultEvictLeaseTTL is the life of the evict lease without renewal: how
+// long the cluster goes without eviction after its evicting replica died, and
+// how often the others try to take the lease.
+const DefaultEvictLeaseTTL = 10 * time.Second
+
+// Leaser grants cluster-wide leases (cluster.Holder: cluster.Redis,
+// cluster.Local). The scheduler only needs this one call of the cluster.
+type Leaser interface {
+	// Hold tries once to take key for ttl, renewed in the background until
+	// release; lost is closed if the lease is lost meanwhile. An error means
+	// the cluster cannot tell (coordination unavailable).
+	Hold(ctx context.Context, key string, ttl time.Duration) (held bool, lost <-chan struct{}, release func(), err error)
 }
 
 // EvictOption configures an Evictor.
@@ -82,6 +103,22 @@ func WithPinned(pinned func(Key) bool) EvictOption {
 	return func(ev *Evictor) { ev.pinned = pinned }
 }
 
+// WithClusterLease makes Run evict only while this replica holds the
+// cluster's evict lease, so one replica at a time runs passes for replicas
+// sharing one store: Run takes the lease and keeps it (renewed) while it runs;
+// the others skip their passes and try to take it every ttl (0: the default),
+// taking over when the holder stopped or died. When the coordination service
+// cannot be reached, Run evicts alone, as a single node (degraded).
+// EvictOnce and Plan (the gc command) do not take the lease.
+func WithClusterLease(l Leaser, ttl time.Duration) EvictOption {
+	return func(ev *Evictor) {
+		ev.lease = l
+		if ttl > 0 {
+			ev.leaseTTL = ttl
+		}
+	}
+}
+
 // NewEvictor returns an evictor of ix that deletes through d. It logs with the
 // index's logger. An index has one evictor: a second replaces the first's
 // wake-ups.
@@ -93,6 +130,7 @@ func NewEvictor(ix *Index, d Deleter, opts ...EvictOption) *Evictor {
 		retry:    time.Second,
 		maxWait:  time.Minute,
 		wake:     make(chan struct{}, 1),
+		leaseTTL: DefaultEvictLeaseTTL,
 	}
 	for _, o := range opts {
 		o(ev)
@@ -105,12 +143,24 @@ func NewEvictor(ix *Index, d Deleter, opts ...EvictOption) *Evictor {
 // expires, a Record exceeds the cap or brings an older entry, or a minute
 // passed. After a pass that had to leave due work (content in use, a failed
 // deletion) it retries after a second, backing off to a minute. Stop Run
-// before closing the index.
+// before closing the index. With WithClusterLease, passes run only while this
+// replica holds the evict lease; Run releases it when it returns.
 func (ev *Evictor) Run(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	var l leadership
+	defer l.resign()
 	backoff := ev.retry
 	for ctx.Err() == nil {
+		if !ev.lead(ctx, &l) {
+			// Another replica evicts: try to take over later.
+			t.Reset(ev.leaseTTL)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			continue
+		}
 		now := ev.ix.now()
 		st, err := ev.EvictOnce(ctx, now)
 		ev.report(st, err)
@@ -130,8 +180,54 @@ func (ev *Evictor) Run(ctx context.Context) {
 		case <-ctx.Done():
 		case <-t.C:
 		case <-wake:
+		case <-l.lost:
 		}
 	}
+}
+
+// leadership is Run's hold on the evict lease.
+type leadership struct {
+	release func() // nil: not held
+	lost    <-chan struct{}
+}
+
+func (l *leadership) resign() {
+	if l.release != nil {
+		l.release()
+		l.release, l.lost = nil, nil
+	}
+}
+
+// lead reports whether this replica may run a pass now: always alone; in a
+// cluster while it holds the evict lease (taking it if free), or when the
+// coordination service cannot be reached.
+func (ev *Evictor) lead(ctx context.Context, l *leadership) bool {
+	if ev.lease == nil {
+		return true
+	}
+	if l.release != nil {
+		select {
+		case <-l.lost:
+			ev.log.Warn("scheduler: evict lease lost; this replica stops evicting")
+			l.resign()
+		default:
+			return true
+		}
+	}
+	held, lost, release, err := ev.lease.Hold(ctx, EvictLease, ev.leaseTTL)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			ev.log.WithError(err).Debug("scheduler: cluster coordination unavailable; evicting alone")
+		}
+		return ctx.Err() == nil
+	case !held:
+		ev.log.Debug("scheduler: another replica holds the evict lease; pass skipped")
+		return false
+	}
+	ev.log.Info("scheduler: this replica holds the evict lease and evicts for the cluster")
+	l.release, l.lost = release, lost
+	return true
 }
 
 // nextWait returns how long to sleep after a pass at now until the next entry

@@ -124,7 +124,7 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	}
 	caches := distinct(byHost)
 	registerCaches(reg, caches)
-	stopEviction := startEviction(cfg, ix, store, caches, log)
+	stopEviction := startEviction(cfg, ix, store, caches, coord, log)
 	stop := func() {
 		stopEviction()
 		for _, c := range caches {
@@ -236,18 +236,23 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 }
 
 // startEviction runs the evictor when storage.delete.enabled; the returned func
-// stops it and waits for the pass in progress.
-func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store, caches []*cache.Cache, log *logrus.Entry) func() {
+// stops it and waits for the pass in progress. In a cluster (coord clustered)
+// only the replica holding the evict lease runs passes.
+func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store, caches []*cache.Cache, coord cluster.Coordinator, log *logrus.Entry) func() {
 	if !cfg.Storage.Delete.Enabled {
 		log.Warn("storage.delete.enabled is false: nothing is ever evicted and the cache grows without bound")
 		return func() {}
 	}
-	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: caches}, evictorOptions(cfg)...)
+	opts := evictorOptions(cfg)
+	if h, ok := coord.(cluster.Holder); ok && coord.Clustered() {
+		opts = append(opts, scheduler.WithClusterLease(h, 0))
+	}
+	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: caches}, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ev.Run(ctx) }()
 	log.WithFields(logrus.Fields{"ttl": ttlSummary(cfg), "maxsize": cfg.Proxy.MaxSize.String(),
-		"pins": len(cfg.Proxy.Pin)}).Info("eviction enabled")
+		"pins": len(cfg.Proxy.Pin), "clustered": coord.Clustered()}).Info("eviction enabled")
 	return func() { cancel(); <-done }
 }
 

@@ -9,9 +9,9 @@
 //
 // An Evictor deletes what expired (nobody pulled it within the TTL of its
 // repository: WithTTL, or WithRepoTTL for a repository prefix such as an
-// upstream's host) and, above a size cap, what was least recently used, through a Deleter the caller supplies;
-// it never evicts what is pinned (WithPinned). Its Plan is the same pass as a dry
-// run.
+// upstream's host) and, above a size cap, what was least recently used,
+// through a Deleter the caller supplies; it never evicts what is pinned
+// (WithPinned). Its Plan is the same pass as a dry run.
 package scheduler
 
 import (

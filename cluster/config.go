@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/config"
 )
@@ -86,4 +88,16 @@ func orDefault(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// RouteClientLogs sends go-redis's own messages (dial failures while Redis is
+// down, pool warnings) to log at debug level instead of the standard library's
+// logger on stderr: the coordinator already logs each down/up change once.
+// go-redis keeps one logger per process, so this is the process's choice.
+func RouteClientLogs(log *logrus.Entry) { redis.SetLogger(redisLog{log}) }
+
+type redisLog struct{ log *logrus.Entry }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debugf("redis client: "+format, v...)
 }

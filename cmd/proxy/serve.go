@@ -303,6 +303,7 @@ func newCoordinator(cfg *config.Config, m *metrics.Metrics, log *logrus.Entry) (
 	if err != nil {
 		return nil, nil, err
 	}
+	cluster.RouteClientLogs(log.WithField("redis", cfg.Redis.Address()))
 	coord := cluster.NewRedis(client, cluster.WithLogger(log.WithField("redis", cfg.Redis.Address())),
 		cluster.WithStateFunc(m.ClusterDegraded))
 	log.WithField("redis", cfg.Redis.Address()).Info("cluster coordination through redis: one upstream fill per digest across replicas")

@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"strings"
 	"time"
+
+	"github.com/ocimirror/proxy/internal/units"
 )
 
 // The charts are inline SVG drawn here, no chart library: presentation
@@ -141,4 +143,4 @@ func perSecond(v float64) string {
 func count(v float64) string { return fmt.Sprintf("%.0f", v) }
 
 // bytesPerSecond formats a byte rate.
-func bytesPerSecond(v float64) string { return humanBytes(int64(v)) + "/s" }
+func bytesPerSecond(v float64) string { return units.Bytes(int64(v)) + "/s" }

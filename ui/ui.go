@@ -35,6 +35,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/auth"
+	"github.com/ocimirror/proxy/internal/units"
 	"github.com/ocimirror/proxy/mirror"
 )
 
@@ -308,33 +309,19 @@ func parsePages() (map[string]*template.Template, error) {
 
 // funcs are the templates' helpers.
 var funcs = template.FuncMap{
-	"bytes":      humanBytes,
+	"bytes":      units.Bytes,
 	"short":      shortDigest,
 	"when":       when,
 	"ago":        ago,
 	"pct":        func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
 	"query":      url.QueryEscape,
 	"contains":   strings.Contains,
-	"bytes64":    func(f float64) string { return humanBytes(int64(f)) },
+	"bytes64":    func(f float64) string { return units.Bytes(int64(f)) },
 	"count":      count,
 	"ruleFields": func() []string { return []string{"tag", "platform", "license"} },
 	"ruleOperators": func() []string {
 		return []string{mirror.OpEquals, mirror.OpStartsWith, mirror.OpEndsWith, mirror.OpContains, mirror.OpOneOf, mirror.OpNotOneOf}
 	},
-}
-
-// humanBytes is n in B, KiB, MiB, GiB or TiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 3; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGT"[exp])
 }
 
 // shortDigest is the algorithm and the first 12 hex digits of a digest.

@@ -16,6 +16,7 @@ import (
 	"github.com/ocimirror/proxy/cache"
 	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/hosted"
+	"github.com/ocimirror/proxy/internal/units"
 	"github.com/ocimirror/proxy/scheduler"
 )
 
@@ -177,7 +178,7 @@ func (r *gcReport) print(w io.Writer) {
 	st, p := r.st, r.cfg.Proxy
 	limit := "no size cap"
 	if p.MaxSize > 0 {
-		limit = "maxsize " + humanBytes(int64(p.MaxSize))
+		limit = "maxsize " + units.Bytes(int64(p.MaxSize))
 	}
 	fmt.Fprintf(w, "storage %s (ttl %s, %s, %d pin patterns)\n", r.cfg.Storage.Describe(), ttlSummary(r.cfg), limit, len(p.Pin))
 	if r.dryRun {
@@ -189,11 +190,11 @@ func (r *gcReport) print(w io.Writer) {
 		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-10s %8v %10s", kind, n, size), " "))
 	}
 	line("tags", st.Tags, "")
-	line("manifests", st.Manifests, humanBytes(st.ManifestBytes))
+	line("manifests", st.Manifests, units.Bytes(st.ManifestBytes))
 	line("blob links", st.Links, "")
-	line("blobs", st.Blobs-st.ManifestBlobs, humanBytes(st.Bytes-st.ManifestBytes))
-	line("total", "", humanBytes(st.Bytes))
-	fmt.Fprintf(w, "cache size: %s -> %s\n", humanBytes(r.before), humanBytes(r.after))
+	line("blobs", st.Blobs-st.ManifestBlobs, units.Bytes(st.Bytes-st.ManifestBytes))
+	line("total", "", units.Bytes(st.Bytes))
+	fmt.Fprintf(w, "cache size: %s -> %s\n", units.Bytes(r.before), units.Bytes(r.after))
 	var kept []string
 	for _, k := range []struct {
 		n    int
@@ -212,7 +213,7 @@ func (r *gcReport) print(w io.Writer) {
 			verb = "would free"
 		}
 		fmt.Fprintf(w, "hosted repositories %s: %d manifests, %d blobs; %s %d unreferenced blobs, %s",
-			hostedBackend(r.cfg), h.Manifests, h.Blobs, verb, h.Swept, humanBytes(h.Bytes))
+			hostedBackend(r.cfg), h.Manifests, h.Blobs, verb, h.Swept, units.Bytes(h.Bytes))
 		if h.Young > 0 {
 			fmt.Fprintf(w, " (%d younger than %s spared)", h.Young, hostedGrace)
 		}
@@ -234,18 +235,4 @@ func ttlSummary(cfg *config.Config) string {
 		s += "; " + strings.Join(other, ", ")
 	}
 	return s
-}
-
-// humanBytes formats n in binary units with one decimal: "512 B", "1.2 GiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

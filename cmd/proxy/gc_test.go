@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/internal/units"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 )
@@ -160,27 +161,27 @@ func TestGC(t *testing.T) {
 			name: "dry run", dryRun: true,
 			want: []string{
 				"would free (dry run, nothing deleted):",
-				"tags 2", "manifests 2 " + humanBytes(size(alpine.manifest, app.manifest)),
-				"blob links 3", "blobs 2 5.0 KiB", "total " + humanBytes(all),
-				"cache size: " + humanBytes(all) + " -> 0 B",
+				"tags 2", "manifests 2 " + units.Bytes(size(alpine.manifest, app.manifest)),
+				"blob links 3", "blobs 2 5.0 KiB", "total " + units.Bytes(all),
+				"cache size: " + units.Bytes(all) + " -> 0 B",
 			},
 			alpine: true,
 		},
 		{
 			name: "evicts",
 			want: []string{
-				"freed:", "tags 2", "manifests 2 " + humanBytes(size(alpine.manifest, app.manifest)),
-				"blob links 3", "blobs 2 5.0 KiB", "total " + humanBytes(all),
-				"cache size: " + humanBytes(all) + " -> 0 B",
+				"freed:", "tags 2", "manifests 2 " + units.Bytes(size(alpine.manifest, app.manifest)),
+				"blob links 3", "blobs 2 5.0 KiB", "total " + units.Bytes(all),
+				"cache size: " + units.Bytes(all) + " -> 0 B",
 			},
 			deleted: true,
 		},
 		{
 			name: "pinned repository stays", pins: []string{"library/*"},
 			want: []string{
-				"freed:", "tags 1", "manifests 1 " + humanBytes(size(app.manifest)),
-				"blob links 2", "blobs 1 2.0 KiB", "total " + humanBytes(size(app.manifest, appLayer)),
-				"cache size: " + humanBytes(all) + " -> " + humanBytes(size(alpine.manifest, sharedLayer)),
+				"freed:", "tags 1", "manifests 1 " + units.Bytes(size(app.manifest)),
+				"blob links 2", "blobs 1 2.0 KiB", "total " + units.Bytes(size(app.manifest, appLayer)),
+				"cache size: " + units.Bytes(all) + " -> " + units.Bytes(size(alpine.manifest, sharedLayer)),
 				"kept though due: 3 pinned",
 			},
 			deleted: true, alpine: true,
@@ -188,7 +189,7 @@ func TestGC(t *testing.T) {
 		{
 			name: "pinned tag keeps its repository's links", dryRun: true, pins: []string{"'library/alpine:3.*'"},
 			want: []string{
-				"tags 1", "manifests 1 " + humanBytes(size(app.manifest)), "blob links 2", "blobs 1 2.0 KiB",
+				"tags 1", "manifests 1 " + units.Bytes(size(app.manifest)), "blob links 2", "blobs 1 2.0 KiB",
 				"kept though due: 3 pinned",
 			},
 			alpine: true,
@@ -298,21 +299,6 @@ func TestGCDryRunWithoutDelete(t *testing.T) {
 	}
 }
 
-func TestHumanBytes(t *testing.T) {
-	tests := []struct {
-		n    int64
-		want string
-	}{
-		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"},
-		{5 << 20, "5.0 MiB"}, {1288490189, "1.2 GiB"}, {3 << 40, "3.0 TiB"}, {1 << 62, "4.0 EiB"},
-	}
-	for _, tt := range tests {
-		if got := humanBytes(tt.n); got != tt.want {
-			t.Errorf("humanBytes(%d) = %q, want %q", tt.n, got, tt.want)
-		}
-	}
-}
-
 // TestGCPerUpstreamTTL: content of an upstream with a longer TTL than
 // proxy.ttl stays when the default upstream's goes, and so does a layer both
 // link.
@@ -332,7 +318,7 @@ func TestGCPerUpstreamTTL(t *testing.T) {
 	got := lines(stdout.String())
 	for _, w := range []string{
 		fmt.Sprintf("storage %s (ttl 1h0m0s; b.example 100h0m0s, no size cap, 0 pin patterns)", root), // c.example has proxy.ttl
-		"tags 1", "manifests 1 " + humanBytes(int64(len(alpine.manifest))), "blob links 1", "blobs 0 0 B",
+		"tags 1", "manifests 1 " + units.Bytes(int64(len(alpine.manifest))), "blob links 1", "blobs 0 0 B",
 	} {
 		if !slices.Contains(got, w) {
 			t.Errorf("no line %q in the report:\n%s", w, stdout.String())

@@ -22,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/term"
 
+	"github.com/ocimirror/proxy/internal/units"
 	"github.com/ocimirror/proxy/mirror"
 )
 
@@ -379,7 +380,7 @@ func (m *mirrorRun) copy(ctx context.Context, src, dst mirror.Endpoint, ref, pat
 			dstName = refName(dst, res.Digest.String())
 		}
 		m.line("%s %s -> %s %s: %d manifests, %d blobs (%s), %d skipped, %d mounted, %d referrers, %s\n",
-			verb, srcName, dstName, short(res.Digest), res.Manifests, res.Blobs, humanBytes(res.Bytes), res.Skipped,
+			verb, srcName, dstName, short(res.Digest), res.Manifests, res.Blobs, units.Bytes(res.Bytes), res.Skipped,
 			res.Mounted, res.Referrers, time.Since(start).Round(time.Millisecond))
 	}
 }
@@ -454,7 +455,7 @@ func (m *mirrorRun) progress(p mirror.Progress) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	fmt.Fprintf(m.out, "\r\x1b[K%s  %s  %d blobs, %d skipped, %d mounted", p.Src, humanBytes(p.Bytes), p.Blobs, p.Skipped, p.Mounted)
+	fmt.Fprintf(m.out, "\r\x1b[K%s  %s  %d blobs, %d skipped, %d mounted", p.Src, units.Bytes(p.Bytes), p.Blobs, p.Skipped, p.Mounted)
 }
 
 // line prints a result line, over the progress line on a terminal.
@@ -492,7 +493,7 @@ func (m *mirrorRun) summary() {
 		plat = fmt.Sprintf(", %d without the platforms", m.skippedPlatform)
 	}
 	m.line("mirrored %d images, %d tags (%d copied, %d up to date%s%s): %d blobs copied (%s), %d skipped, %d mounted, %d referrers, in %s\n",
-		m.images, m.tags, m.copied-m.upToDate, m.upToDate, plat, failed, m.blobs, humanBytes(m.bytes), m.skipped, m.mounted,
+		m.images, m.tags, m.copied-m.upToDate, m.upToDate, plat, failed, m.blobs, units.Bytes(m.bytes), m.skipped, m.mounted,
 		m.referrers, time.Since(m.start).Round(time.Millisecond))
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/distribution/reference"
 
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/internal/units"
 	"github.com/ocimirror/proxy/scheduler"
 )
 
@@ -171,9 +172,9 @@ func openWarmSource(ctx context.Context, wa warmArgs, stderr io.Writer, environ 
 // which images failed.
 func (w *warmer) summary(out io.Writer, images int, failed []string) {
 	t := w.totals()
-	s := fmt.Sprintf("%s, %s, %s", plural(t.manifests, "manifest"), plural(t.blobs, "blob"), humanBytes(t.bytes))
+	s := fmt.Sprintf("%s, %s, %s", plural(t.manifests, "manifest"), plural(t.blobs, "blob"), units.Bytes(t.bytes))
 	if w.src.knowsUpstream() {
-		s += fmt.Sprintf(" (%s from upstream)", humanBytes(t.fromUpstream))
+		s += fmt.Sprintf(" (%s from upstream)", units.Bytes(t.fromUpstream))
 	}
 	took := time.Since(w.start).Round(time.Millisecond)
 	if len(failed) == 0 {

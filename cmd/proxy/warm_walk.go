@@ -14,6 +14,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ocimirror/proxy/internal/units"
 	"github.com/ocimirror/proxy/storage"
 )
 
@@ -211,9 +212,9 @@ func (w *warmer) line(img warmImage, dgst digest.Digest, platform string, blobs 
 	if platform == "" {
 		platform = "image"
 	}
-	s := fmt.Sprintf("%s %s %s: %s, %s", img.arg, platform, dgst.Encoded()[:12], plural(blobs, "blob"), humanBytes(bytes))
+	s := fmt.Sprintf("%s %s %s: %s, %s", img.arg, platform, dgst.Encoded()[:12], plural(blobs, "blob"), units.Bytes(bytes))
 	if w.src.knowsUpstream() {
-		s += fmt.Sprintf(" (%s from upstream)", humanBytes(fromUp))
+		s += fmt.Sprintf(" (%s from upstream)", units.Bytes(fromUp))
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

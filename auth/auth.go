@@ -186,34 +186,28 @@ func New(cfg config.Auth, opts ...Option) (*Authorizer, error) {
 // Hub's does). containerd does not ping: it answers a challenge on the request
 // that got it, and an anonymous pull gets none.
 func (a *Authorizer) Authorize(r *http.Request, access ...Access) (string, error) {
-	want := make([]dauth.Access, 0, len(access))
-	for _, x := range access {
-		d, err := x.distribution()
-		if err != nil {
-			return "", err
-		}
-		want = append(want, d)
-	}
 	pullOnly := len(access) > 0
 	admin := false
 	for _, x := range access {
 		pullOnly = pullOnly && x.Action == Pull
 		admin = admin || x.Action == Admin
 	}
-	what := describe(access)
-
-	if a.ac == nil {
-		if pullOnly || len(access) == 0 {
-			return "", nil
-		}
-		return "", refuse(http.StatusUnauthorized, nil, errcode.ErrorCodeUnauthorized, nil,
-			"%s needs client auth, and this server has none: set auth.htpasswd (realm, path) or auth.token in its config", what)
+	// The common case, an anonymous pull, is decided before anything is built.
+	if a.ac == nil && (pullOnly || len(access) == 0) {
+		return "", nil
 	}
-
+	if a.ac != nil && pullOnly && a.anonymous && noCredentials(r) {
+		return "", nil
+	}
+	want, err := toDistribution(access)
+	if err != nil {
+		return "", err
+	}
+	what := describe(access)
+	if a.ac == nil {
+		return "", refuseNoAuth(what)
+	}
 	if noCredentials(r) {
-		if pullOnly && a.anonymous {
-			return "", nil
-		}
 		return "", a.loginRequired(r, want, what)
 	}
 
@@ -422,18 +416,33 @@ func UserFrom(ctx context.Context) string {
 // that anonymous clients may not have even though Authorize let them (a private
 // upstream while anonymous pulls are on).
 func (a *Authorizer) Challenge(r *http.Request, access ...Access) error {
+	want, err := toDistribution(access)
+	if err != nil {
+		return err
+	}
+	what := describe(access)
+	if a.ac == nil {
+		return refuseNoAuth(what)
+	}
+	return a.loginRequired(r, want, what)
+}
+
+// toDistribution converts accesses to the access controllers' form.
+func toDistribution(access []Access) ([]dauth.Access, error) {
 	want := make([]dauth.Access, 0, len(access))
 	for _, x := range access {
 		d, err := x.distribution()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		want = append(want, d)
 	}
-	what := describe(access)
-	if a.ac == nil {
-		return refuse(http.StatusUnauthorized, nil, errcode.ErrorCodeUnauthorized, nil,
-			"%s needs client auth, and this server has none: set auth.htpasswd (realm, path) or auth.token in its config", what)
-	}
-	return a.loginRequired(r, want, what)
+	return want, nil
+}
+
+// refuseNoAuth is the 401 for what needs a user on a server without client
+// auth: there is nothing to log in to, so it says how to configure it.
+func refuseNoAuth(what string) error {
+	return refuse(http.StatusUnauthorized, nil, errcode.ErrorCodeUnauthorized, nil,
+		"%s needs client auth, and this server has none: set auth.htpasswd (realm, path) or auth.token in its config", what)
 }

@@ -32,6 +32,9 @@ func (h *Handler) authorize(r *http.Request, req *request) (*http.Request, error
 	if user == "" && req.cache != nil && h.private[req.cache] {
 		return nil, h.auth.Challenge(r, need...)
 	}
+	if user == "" {
+		return r, nil // anonymous: auth.UserFrom already says ""; no request copy per pull
+	}
 	req.user = user
 	return r.WithContext(auth.WithUser(r.Context(), user)), nil
 }

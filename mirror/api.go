@@ -152,11 +152,7 @@ func (api *API) repoOf(r *http.Request) (string, error) {
 
 func (api *API) createPolicy(k Kind) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		repo, err := api.repoOf(r)
-		if err != nil {
-			return err
-		}
-		in, err := decodePolicy(r)
+		repo, in, err := api.policyRequest(r)
 		if err != nil {
 			return err
 		}
@@ -167,6 +163,17 @@ func (api *API) createPolicy(k Kind) func(http.ResponseWriter, *http.Request) er
 		}
 		return writeJSON(w, http.StatusCreated, p.Public())
 	}
+}
+
+// policyRequest is the hosted repository a policy URL names and the policy
+// its body holds.
+func (api *API) policyRequest(r *http.Request) (string, Policy, error) {
+	repo, err := api.repoOf(r)
+	if err != nil {
+		return "", Policy{}, err
+	}
+	in, err := decodePolicy(r)
+	return repo, in, err
 }
 
 // policyInput is a policy as a client sends it; enabled defaults to true.
@@ -191,11 +198,7 @@ func decodePolicy(r *http.Request) (Policy, error) {
 // create would give.
 func (api *API) connectPolicy(k Kind) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		repo, err := api.repoOf(r)
-		if err != nil {
-			return err
-		}
-		in, err := decodePolicy(r)
+		repo, in, err := api.policyRequest(r)
 		if err != nil {
 			return err
 		}

@@ -122,7 +122,7 @@ func (h *Hosted) validate() error {
 	seen := map[string]bool{}
 	for _, ns := range h.Namespaces {
 		switch {
-		case strings.ContainsAny(ns, ".:") || ns == "localhost":
+		case IsRegistryHost(ns):
 			return newError("hosted.namespaces", ns, "looks like a registry host (a dot, a colon or localhost); hosted namespaces and upstream hosts must differ")
 		case !componentRegexp.MatchString(ns):
 			return newError("hosted.namespaces", ns, "not a repository path component (lower case letters, digits and . _ - separators)")

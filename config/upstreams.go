@@ -96,7 +96,7 @@ func (u *Upstream) validate(key string) error {
 	switch {
 	case u.Host == "":
 		return newError(key+".host", "", "required: the registry name clients use, e.g. ghcr.io")
-	case !strings.ContainsAny(u.Host, ".:") && u.Host != "localhost":
+	case !IsRegistryHost(u.Host):
 		return newError(key+".host", u.Host, "must look like a registry host (a dot, a port or localhost)")
 	case strings.ContainsAny(u.Host, "/ "):
 		return newError(key+".host", u.Host, "must be a host or host:port")
@@ -126,4 +126,11 @@ func (u *Upstream) validate(key string) error {
 		}
 	}
 	return nonNegative(key+".ttl", u.TTL)
+}
+
+// IsRegistryHost reports whether a first path component names a registry, as
+// the reference grammar reads it: with a dot or a port, or localhost. Routing
+// (serve and warm) and validation (upstream hosts, hosted namespaces) share it.
+func IsRegistryHost(s string) bool {
+	return strings.ContainsAny(s, ".:") || s == "localhost"
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/config"
 )
 
 // WithUpstreams adds caches of further upstreams by the registry host clients
@@ -33,7 +34,7 @@ func (h *Handler) pick(r *http.Request, name string) (*cache.Cache, string, erro
 		return c, name, nil
 	}
 	first, rest, found := strings.Cut(name, "/")
-	if found && isRegistryHost(first) {
+	if found && config.IsRegistryHost(first) {
 		c, ok := h.hosts[strings.ToLower(first)]
 		if !ok {
 			return nil, "", noUpstream(first)
@@ -41,12 +42,6 @@ func (h *Handler) pick(r *http.Request, name string) (*cache.Cache, string, erro
 		return c, rest, nil
 	}
 	return h.cache, name, nil
-}
-
-// isRegistryHost reports whether a first path component names a registry, as
-// the reference grammar reads it: with a dot or a port, or localhost.
-func isRegistryHost(s string) bool {
-	return strings.ContainsAny(s, ".:") || s == "localhost"
 }
 
 func noUpstream(host string) error {

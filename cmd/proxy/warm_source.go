@@ -71,7 +71,7 @@ func (s *localSource) close() error {
 // selects that upstream, anything else is the default upstream's.
 func (s *localSource) route(name string) (*cache.Cache, string, error) {
 	first, rest, found := strings.Cut(name, "/")
-	if !found || !(strings.ContainsAny(first, ".:") || first == "localhost") {
+	if !found || !config.IsRegistryHost(first) {
 		return s.def, name, nil
 	}
 	c, ok := s.byHost[first]

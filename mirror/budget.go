@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ocimirror/proxy/upstream"
 	"github.com/sirupsen/logrus"
 )
 
@@ -177,41 +177,11 @@ func (b *budget) observe(host string, resp *http.Response) {
 	}
 }
 
-// retryAfter reads a Retry-After value, in seconds or an HTTP date; 0 when
-// absent, malformed or past.
+// retryAfter reads a Retry-After value (upstream.ParseRetryAfter), at most
+// maxPause.
 func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return min(time.Duration(secs)*time.Second, maxPause)
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), maxPause)
-	}
-	return 0
+	return upstream.ParseRetryAfter(v, now, maxPause)
 }
 
-// parseQuota reads Docker Hub's "76;w=21600": 76 pulls left in a window of
-// 21600 seconds. Without a window, a minute is assumed.
-func parseQuota(v string) (n int64, window time.Duration, ok bool) {
-	num, params, _ := strings.Cut(v, ";")
-	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-	if err != nil || n < 0 {
-		return 0, 0, false
-	}
-	window = time.Minute
-	for p := range strings.SplitSeq(params, ";") {
-		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if k == "w" {
-			if secs, err := strconv.ParseInt(val, 10, 64); err == nil && secs > 0 {
-				window = time.Duration(secs) * time.Second
-			}
-		}
-	}
-	return n, window, true
-}
+// parseQuota reads Docker Hub's "76;w=21600" (upstream.ParseQuota).
+func parseQuota(v string) (int64, time.Duration, bool) { return upstream.ParseQuota(v) }

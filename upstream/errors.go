@@ -118,9 +118,15 @@ func newError(resp *http.Response) *Error {
 	return e
 }
 
-// parseRetryAfter reads a Retry-After value in seconds or as an HTTP date.
-// It returns 0 when absent, malformed or in the past.
+// parseRetryAfter reads a Retry-After value, at most maxRetryAfter.
 func parseRetryAfter(v string, now time.Time) time.Duration {
+	return ParseRetryAfter(v, now, maxRetryAfter)
+}
+
+// ParseRetryAfter reads a Retry-After value in seconds or as an HTTP date, at
+// most limit. It returns 0 when absent, malformed or in the past. The mirroring
+// engine's rate-limit budget reads the header with it too.
+func ParseRetryAfter(v string, now time.Time, limit time.Duration) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
@@ -129,13 +135,13 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		if secs <= 0 {
 			return 0
 		}
-		if secs > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
+		if secs > int64(limit/time.Second) {
+			return limit
 		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), maxRetryAfter)
+		return min(max(t.Sub(now), 0), limit)
 	}
 	return 0
 }

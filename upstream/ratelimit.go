@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // rateLimit remembers the pull quota the upstream last announced, as Docker Hub
@@ -46,13 +47,26 @@ func (c *Client) observeRateLimit(h http.Header) {
 
 // quota parses "76;w=21600" (or "76") into 76.
 func quota(v string) (int64, bool) {
-	if v == "" {
-		return 0, false
+	n, _, ok := ParseQuota(v)
+	return n, ok
+}
+
+// ParseQuota reads Docker Hub's "76;w=21600": 76 pulls left (or allowed) in a
+// window of 21600 seconds. Without a window, a minute is assumed.
+func ParseQuota(v string) (n int64, window time.Duration, ok bool) {
+	num, params, _ := strings.Cut(v, ";")
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, 0, false
 	}
-	n, _, _ := strings.Cut(v, ";")
-	q, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
-	if err != nil || q < 0 {
-		return 0, false
+	window = time.Minute
+	for p := range strings.SplitSeq(params, ";") {
+		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if k == "w" {
+			if secs, err := strconv.ParseInt(val, 10, 64); err == nil && secs > 0 {
+				window = time.Duration(secs) * time.Second
+			}
+		}
 	}
-	return q, true
+	return n, window, true
 }

@@ -19,6 +19,9 @@ type bodyReader struct {
 	cancel  context.CancelFunc // cancels the request (and so a blocked Read)
 	timer   *time.Timer
 	stalled atomic.Bool
+	// onStall, when set, is told of the stall once (the client's Health).
+	onStall  func(error)
+	reported atomic.Bool
 }
 
 func newBodyReader(ctx context.Context, rc io.ReadCloser, stall time.Duration, cancel context.CancelFunc) *bodyReader {
@@ -54,7 +57,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 }
 
 func (b *bodyReader) stallError() error {
-	return fmt.Errorf("%w: no data for %s", ErrStalled, b.stall)
+	err := fmt.Errorf("%w: no data for %s", ErrStalled, b.stall)
+	if b.onStall != nil && !b.reported.Swap(true) {
+		b.onStall(err)
+	}
+	return err
 }
 
 // Close closes the body and cancels the request; it may be called more than

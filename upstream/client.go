@@ -37,6 +37,7 @@ type Client struct {
 	authHosts map[string]bool // lower-cased "host" or "host:port"
 	auth      authenticator
 	rate      rateLimit
+	health    health
 }
 
 // New returns a client for the registry at remoteURL (e.g.

@@ -12,6 +12,8 @@ import (
 // does with "ratelimit-limit: 100;w=21600" and "ratelimit-remaining: 76;w=21600".
 type rateLimit struct {
 	limit, remaining atomic.Int64 // -1 until announced
+	window           atomic.Int64 // of remaining, in nanoseconds
+	at               atomic.Int64 // when remaining was announced, Unix nanoseconds; 0: never
 	low              atomic.Bool  // a warning was logged; reset once above 10% again
 }
 
@@ -22,14 +24,25 @@ func (c *Client) RateLimitRemaining() (int64, bool) {
 	return n, n >= 0
 }
 
+// quota is the last announced quota, for Health.
+func (c *Client) quota() Quota {
+	q := Quota{Limit: c.rate.limit.Load(), Remaining: c.rate.remaining.Load(), Window: time.Duration(c.rate.window.Load())}
+	if ns := c.rate.at.Load(); ns != 0 {
+		q.At = time.Unix(0, ns)
+	}
+	return q
+}
+
 // observeRateLimit records the quota headers of a response, and logs once when
 // fewer than a tenth of the pulls are left.
 func (c *Client) observeRateLimit(h http.Header) {
-	rem, ok := quota(h.Get("RateLimit-Remaining"))
+	rem, window, ok := ParseQuota(h.Get("RateLimit-Remaining"))
 	if !ok {
 		return
 	}
 	c.rate.remaining.Store(rem)
+	c.rate.window.Store(int64(window))
+	c.rate.at.Store(c.opts.now().UnixNano())
 	limit, ok := quota(h.Get("RateLimit-Limit"))
 	if !ok {
 		return

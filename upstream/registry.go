@@ -152,6 +152,7 @@ func (c *Client) Get(ctx context.Context, repo, path string, query url.Values, h
 // returns nil when the upstream answered 200 or 401.
 func (c *Client) Ping(ctx context.Context) error {
 	resp, err := c.sendWithRetry(ctx, request{method: http.MethodGet, url: c.v2URL("")}, "")
+	c.recordOutcome(ctx, err)
 	if err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}

@@ -36,8 +36,16 @@ type request struct {
 // do sends r with authentication and retries. On a 401 it answers the
 // challenge and retries exactly once; the final response, whatever its
 // status, is returned for the caller to judge. 5xx and 429 answers that
-// outlast the retries come back as *Error.
+// outlast the retries come back as *Error. The outcome goes into the
+// client's Health.
 func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
+	resp, err := c.exchange(ctx, r)
+	c.recordOutcome(ctx, err)
+	return resp, err
+}
+
+// exchange is do without the Health record.
+func (c *Client) exchange(ctx context.Context, r request) (*http.Response, error) {
 	authz, err := c.authorization(ctx, r.repo)
 	if err != nil {
 		return nil, err
@@ -128,7 +136,9 @@ func (c *Client) send(ctx context.Context, r request, authz string) (*http.Respo
 		return nil, err
 	}
 	c.observeRateLimit(resp.Header)
-	resp.Body = newBodyReader(ctx, resp.Body, c.opts.stallTimeout, cancel)
+	body := newBodyReader(ctx, resp.Body, c.opts.stallTimeout, cancel)
+	body.onStall = c.recordFailure
+	resp.Body = body
 	return resp, nil
 }
 

@@ -141,6 +141,11 @@ func shared[T any](ctx context.Context, c *Cache, key string, fn func(context.Co
 // store keeps it (under the cache's namespace, so upstreams never mix).
 type repository struct{ up, local string }
 
+// LocalName is the name a repository that clients call name is stored and
+// listed under: the upstream's name (Docker Hub's "library/" added) under the
+// cache's namespace ("ghcr.io/owner/app" for a further upstream).
+func (c *Cache) LocalName(name string) string { return c.repository(name).local }
+
 func (c *Cache) repository(name string) repository {
 	up := c.up.RepoName(name)
 	if c.namespace == "" {

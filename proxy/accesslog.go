@@ -61,9 +61,23 @@ func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (h *Handler) finish(w *logWriter, r *http.Request, req *request) {
 	took := time.Since(w.start)
 	h.metrics.Request(routeNames[req.kind], r.Method, w.status, string(req.source), w.bytes, took)
+	h.countPull(w, r, req)
 	if h.access {
 		h.logRequest(w, r, req, took)
 	}
+}
+
+// countPull counts a pull for the console's most pulled repositories: a GET
+// of a manifest answered 200, by the repository's stored name.
+func (h *Handler) countPull(w *logWriter, r *http.Request, req *request) {
+	if h.pulls == nil || req.kind != kindManifest || r.Method != http.MethodGet || w.status != http.StatusOK {
+		return
+	}
+	name := req.name
+	if req.cache != nil {
+		name = req.cache.LocalName(req.repo)
+	}
+	h.pulls.Pull(name)
 }
 
 // routeNames label metrics by API route.

@@ -25,6 +25,7 @@ type Handler struct {
 	hosted  Hosted
 	auth    *auth.Authorizer
 	private map[*cache.Cache]bool // upstreams only authenticated users may pull from
+	pulls   *metrics.TopRepos     // pulls by repository, for the console; nil: not counted
 }
 
 // Option configures a Handler.
@@ -41,6 +42,11 @@ func WithAccessLog(on bool) Option { return func(h *Handler) { h.access = on } }
 
 // WithMetrics counts requests, results and bytes in m.
 func WithMetrics(m *metrics.Metrics) Option { return func(h *Handler) { h.metrics = m } }
+
+// WithTopRepos counts every pull (a GET of a manifest answered 200, as Docker
+// Hub counts pulls) by repository in t, under the name the catalog lists it
+// by.
+func WithTopRepos(t *metrics.TopRepos) Option { return func(h *Handler) { h.pulls = t } }
 
 // New returns a handler serving c.
 func New(c *cache.Cache, opts ...Option) *Handler {

@@ -3,7 +3,6 @@ package ui
 import (
 	"html/template"
 	"net/http"
-	"sort"
 	"time"
 )
 
@@ -22,15 +21,6 @@ type window struct {
 	BytesSplit    template.HTML
 }
 
-// upstreamRow is an upstream on the dashboard.
-type upstreamRow struct {
-	Upstream
-	Health      string // ok, failing
-	FailedHour  float64
-	KnownLimit  bool
-	HealthClass string
-}
-
 // dashboardData is the dashboard's model.
 type dashboardData struct {
 	page
@@ -40,7 +30,7 @@ type dashboardData struct {
 	SizeShare   float64
 	Windows     []window
 	Upstreams   []upstreamRow
-	Top         []Repo
+	Top         []topWindow // nil: the server counts no pulls
 	HitRatio    float64
 	HasHitRatio bool
 	Sampling    bool
@@ -69,24 +59,12 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	if c.opts.Upstreams != nil {
 		for _, u := range c.opts.Upstreams() {
-			row := upstreamRow{Upstream: u, Health: "ok", HealthClass: "ok"}
-			row.FailedHour = growth(hour, func(s Stats) float64 { return s.FailedFills[u.Host] })
-			if row.FailedHour > 0 {
-				row.Health, row.HealthClass = "failing", "bad"
-			}
-			if u.RateLimitRemaining >= 0 {
-				row.KnownLimit = true
-				if u.RateLimitRemaining == 0 {
-					row.Health, row.HealthClass = "rate limited", "bad"
-				}
-			}
-			d.Upstreams = append(d.Upstreams, row)
+			failed := growth(hour, func(s Stats) float64 { return s.FailedFills[u.Host] })
+			d.Upstreams = append(d.Upstreams, upstreamRowOf(u, failed))
 		}
 	}
-	if repos, err := c.opts.Catalog.Repositories(r.Context()); err != nil {
-		c.log.WithError(err).Warn("console: listing repositories for the dashboard")
-	} else {
-		d.Top = topRepos(repos, 10)
+	if c.opts.TopPulls != nil {
+		d.Top = topWindows(c.opts.TopPulls)
 	}
 	c.render(w, http.StatusOK, "dashboard", d)
 }
@@ -119,19 +97,4 @@ func (c *Console) window(name string, ss []sample, from, to time.Time) window {
 	w.BytesSplit = barChart("bytes from cache against bytes from upstream, "+name, 0,
 		part{"from cache", "s1", w.FromCache}, part{"from upstream", "s2", w.FromUpstream})
 	return w
-}
-
-// topRepos is the n repositories pulled most recently.
-func topRepos(repos []Repo, n int) []Repo {
-	var pulled []Repo
-	for _, r := range repos {
-		if !r.LastPull.IsZero() {
-			pulled = append(pulled, r)
-		}
-	}
-	sort.SliceStable(pulled, func(i, j int) bool { return pulled[i].LastPull.After(pulled[j].LastPull) })
-	if len(pulled) > n {
-		pulled = pulled[:n]
-	}
-	return pulled
 }

@@ -31,14 +31,6 @@ type StatsFunc func() Stats
 // Stats calls f.
 func (f StatsFunc) Stats() Stats { return f() }
 
-// Upstream is one upstream's state on the dashboard.
-type Upstream struct {
-	Host string
-	// RateLimitRemaining is what the upstream said is left of its pull
-	// quota; -1 when it never said (only Docker Hub says).
-	RateLimitRemaining int64
-}
-
 // sample is a Stats reading and its time.
 type sample struct {
 	At time.Time

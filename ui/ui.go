@@ -68,6 +68,9 @@ type Options struct {
 	Stats StatsSource
 	// Upstreams reports each upstream's state for the dashboard; may be nil.
 	Upstreams func() []Upstream
+	// TopPulls reports the most pulled repositories; nil: the dashboard
+	// has no such list.
+	TopPulls TopPullsFunc
 	// MaxSize is the cache's size cap in bytes (proxy.maxsize); 0: none.
 	MaxSize int64
 	// SessionTTL is how long a login lasts (default 12h).
@@ -312,6 +315,7 @@ var funcs = template.FuncMap{
 	"bytes":      units.Bytes,
 	"short":      shortDigest,
 	"when":       when,
+	"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"ago":        ago,
 	"pct":        func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
 	"query":      url.QueryEscape,

@@ -137,7 +137,16 @@ func newHarness(t *testing.T) *harness {
 	c, err := New(Options{Auth: authz, Catalog: fakeCatalog{}, API: api, Log: log, MaxSize: 1 << 30,
 		Stats: StatsFunc(func() Stats { return Stats{CacheSize: 1 << 20, Hits: 3, Misses: 1} }),
 		Upstreams: func() []Upstream {
-			return []Upstream{{Host: "registry-1.docker.io", RateLimitRemaining: 42}, {Host: evil, RateLimitRemaining: -1}}
+			return []Upstream{
+				{Host: "registry-1.docker.io", LastSuccess: time.Now(), QuotaRemaining: 42, QuotaLimit: 100, QuotaWindow: 6 * time.Hour, QuotaAt: time.Now()},
+				{Host: evil, LastError: "GET /v2/: 502 Bad Gateway: " + evil, LastErrorAt: time.Now(), ConsecutiveFailures: 3, QuotaRemaining: -1, QuotaLimit: -1},
+			}
+		},
+		TopPulls: func(window time.Duration, n int) []RepoPulls {
+			if window > time.Hour {
+				return []RepoPulls{{Name: "library/" + evil, Pulls: 12, Over: 2}, {Name: "dev/app", Pulls: 1}}
+			}
+			return []RepoPulls{{Name: "library/" + evil, Pulls: 5}}
 		}})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ocimirror/proxy/cache"
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/metrics"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 	"github.com/ocimirror/proxy/ui"
@@ -29,7 +30,7 @@ const consoleSampleInterval = 10 * time.Second
 // the hosted repositories, the mirroring API and the metrics registry, and
 // starts its sampler until ctx ends.
 func newConsole(ctx context.Context, cfg *config.Config, fr *front, ix *scheduler.Index, store *storage.Store,
-	caches []*cache.Cache, reg *prometheus.Registry, log *logrus.Entry) (*ui.Console, error) {
+	caches []*cache.Cache, reg *prometheus.Registry, top *metrics.TopRepos, log *logrus.Entry) (*ui.Console, error) {
 	cat := &catalog{cache: store, hosted: fr.hostedStore, ix: ix, isHosted: cfg.Hosted.IsHosted,
 		upstreamHosts: map[string]bool{}, defaultSource: hostOf(cfg.Proxy.RemoteURL)}
 	for _, u := range cfg.Upstreams {
@@ -39,6 +40,7 @@ func newConsole(ctx context.Context, cfg *config.Config, fr *front, ix *schedule
 		Auth: fr.authz, Secret: cfg.HTTP.Secret, Catalog: cat, MaxSize: int64(cfg.Proxy.MaxSize),
 		Stats:     ui.StatsFunc(func() ui.Stats { return readStats(reg, ix) }),
 		Upstreams: func() []ui.Upstream { return upstreamStates(caches) },
+		TopPulls:  topPulls(top),
 		Log:       log.WithField("component", "console"),
 	}
 	if fr.api != nil {
@@ -77,7 +79,7 @@ func hostOf(raw string) string {
 	return u.Host
 }
 
-// upstreamStates is each distinct upstream host's remaining rate limit.
+// upstreamStates is the health each distinct upstream host's client keeps.
 func upstreamStates(caches []*cache.Cache) []ui.Upstream {
 	var out []ui.Upstream
 	seen := map[string]bool{}
@@ -87,13 +89,23 @@ func upstreamStates(caches []*cache.Cache) []ui.Upstream {
 			continue
 		}
 		seen[up.Host()] = true
-		n, ok := up.RateLimitRemaining()
-		if !ok {
-			n = -1
-		}
-		out = append(out, ui.Upstream{Host: up.Host(), RateLimitRemaining: n})
+		h := up.Health()
+		out = append(out, ui.Upstream{Host: up.Host(), LastSuccess: h.LastSuccess, LastError: h.LastError,
+			LastErrorAt: h.LastErrorAt, ConsecutiveFailures: h.ConsecutiveFailures,
+			QuotaRemaining: h.Quota.Remaining, QuotaLimit: h.Quota.Limit, QuotaWindow: h.Quota.Window, QuotaAt: h.Quota.At})
 	}
 	return out
+}
+
+// topPulls reads the most pulled repositories from the front end's counter.
+func topPulls(top *metrics.TopRepos) ui.TopPullsFunc {
+	return func(window time.Duration, n int) []ui.RepoPulls {
+		var out []ui.RepoPulls
+		for _, r := range top.Top(window, n) {
+			out = append(out, ui.RepoPulls{Name: r.Repo, Pulls: r.Pulls, Over: r.Over})
+		}
+		return out
+	}
 }
 
 // readStats reads the console's counters from the metrics registry (the

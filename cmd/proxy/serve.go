@@ -133,14 +133,15 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 		closeCoord() // after the fills: they release their leases
 		fr.close()
 	}
+	top := metrics.NewTopRepos(0, nil)
 	opts := append([]proxy.Option{proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),
-		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled)}, fr.opts...)
+		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled), proxy.WithTopRepos(top)}, fr.opts...)
 	api := proxy.New(def, opts...)
 	var h http.Handler = api
 	if fr.api != nil {
 		h = withAPI(api, fr.api, log)
 	}
-	console, err := newConsole(ctx, cfg, fr, ix, store, caches, reg, log)
+	console, err := newConsole(ctx, cfg, fr, ix, store, caches, reg, top, log)
 	if err != nil {
 		stop()
 		return nil, nil, nil, err

@@ -2,7 +2,8 @@
 // starts the proxy and the remote registry and runs this script twice:
 //   PHASE=mirrors: log in, create a pull mirror (Connect, Save & Apply), see
 //     its tags arrive and its job done with the tags in the log; create a push
-//     mirror with a tag rule; see the dashboard show the test's pulls.
+//     mirror with a tag rule; see the dashboard show the test's pulls (most
+//     pulled, with counts) and the upstream's health.
 //   PHASE=push: after the test pushed dev/app:release-1 and :scratch, see the
 //     push_mirror_tag job for release-1 done in the job list and its log.
 // Every wait is bounded; a failed check exits 1 with a screenshot.
@@ -141,7 +142,10 @@ async function mirrorsPhase() {
   const dash = await page.locator("main").innerText();
   check(!dash.includes("no pulls yet"), "the dashboard shows no pulls");
   check(/Hit ratio since start: \d/.test(dash), `no hit ratio:\n${dash}`);
-  check(dash.includes("library/busybox") && dash.includes("team/app"), "the pulled repositories are not on the dashboard");
+  check(/library\/busybox\s+2 pulls/.test(dash) && /team\/app\s+1 pull\b/.test(dash),
+    `the most pulled repositories are not on the dashboard with their counts:\n${dash}`);
+  const badge = await page.locator("article.upstream .badge").first().innerText();
+  check(badge === "ok", `the upstream's health badge says "${badge}", not ok`);
   check(await page.locator("svg.chart").count() >= 6, "the dashboard lacks its charts");
   await shot("dashboard");
 

@@ -61,6 +61,7 @@ type Authorizer struct {
 	bearer    bool                   // ac is the token controller
 	anonymous bool                   // pulls without credentials are allowed
 	admins    map[string]bool        // empty: every authenticated user is an admin
+	users     *htpasswdUsers         // the htpasswd file's user names; nil without htpasswd
 	log       *logrus.Entry
 	now       func() time.Time
 	throttle  *throttle
@@ -110,6 +111,7 @@ func New(cfg config.Auth, opts ...Option) (*Authorizer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("auth.htpasswd: %w", err)
 		}
+		a.users = &htpasswdUsers{path: h.Path}
 	case cfg.Token != nil:
 		t := cfg.Token
 		o := map[string]any{

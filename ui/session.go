@@ -94,14 +94,56 @@ func (k keys) checkCSRF(cookie, token string) bool {
 	return token != "" && hmac.Equal([]byte(k.csrf(cookie)), []byte(token))
 }
 
-// sessionOf returns the user and cookie value of a request's valid session.
-func (c *Console) sessionOf(r *http.Request) (user, cookie string, ok bool) {
+// errNoSession is a request without a valid session cookie.
+var errNoSession = errors.New("no session")
+
+// session returns the user and cookie value of a request's session: a well
+// formed, signed, unexpired cookie whose user is still an admin. That is
+// asked of the Authorizer on every request (a map lookup and a stat of the
+// htpasswd file), so removing a user from auth.admins or from the htpasswd
+// file ends their sessions at once, not 12 hours later. The error is
+// errNoSession without a valid cookie, else why the user is no longer an
+// admin (with the user and cookie).
+func (c *Console) session(r *http.Request) (user, cookie string, err error) {
 	ck, err := r.Cookie(cookieName)
 	if err != nil {
-		return "", "", false
+		return "", "", errNoSession
 	}
-	user, ok = c.keys.verify(ck.Value, c.now())
-	return user, ck.Value, ok
+	user, ok := c.keys.verify(ck.Value, c.now())
+	if !ok {
+		return "", "", errNoSession
+	}
+	if err := c.opts.Auth.CheckAdmin(user); err != nil {
+		return user, ck.Value, err
+	}
+	return user, ck.Value, nil
+}
+
+// sessionOf returns the user and cookie value of a request's valid session.
+func (c *Console) sessionOf(r *http.Request) (user, cookie string, ok bool) {
+	user, cookie, err := c.session(r)
+	return user, cookie, err == nil
+}
+
+// endSession ends a session whose user is no longer an admin: it deletes the
+// cookie, logs why, and says so in plain words.
+func (c *Console) endSession(w http.ResponseWriter, r *http.Request, user string, why error) {
+	clearCookie(w, r)
+	msg := "Your session has ended: the server could not check that you are still an admin; see its log."
+	var ae *auth.Error
+	if errors.As(why, &ae) {
+		msg = "Your session has ended: " + ae.ErrCode().Message + ". Log in as an admin."
+		c.log.WithFields(logrus.Fields{"user": user, "remote": r.RemoteAddr, "reason": ae.ErrCode().Message}).Warn("console: session ended, the user is no longer an admin")
+	} else {
+		c.log.WithError(why).WithFields(logrus.Fields{"user": user, "remote": r.RemoteAddr}).Error("console: session ended, its user could not be checked")
+	}
+	c.errorPage(w, r, http.StatusForbidden, msg)
+}
+
+// clearCookie deletes the session cookie in the browser.
+func clearCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: Prefix, MaxAge: -1,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 }
 
 // loginData is the login page's model.
@@ -187,8 +229,7 @@ func loginError(err error) (int, string) {
 // logout ends the session in this browser (the cookie is a bearer credential
 // until it expires; logging out deletes it).
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s session) {
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: Prefix, MaxAge: -1,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	clearCookie(w, r)
 	c.log.WithFields(logrus.Fields{"user": s.User, "remote": r.RemoteAddr}).Info("console: logged out")
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }

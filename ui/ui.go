@@ -47,9 +47,16 @@ const Prefix = "/ui/"
 
 // Authorizer checks a request's credentials for an access, as *auth.Authorizer
 // does; the console asks it for auth.Admin with the login form's user and
-// password as Basic credentials.
+// password as Basic credentials, and on every later request whether the
+// session's user is still an admin.
 type Authorizer interface {
 	Authorize(r *http.Request, access ...auth.Access) (string, error)
+	// CheckAdmin is nil while user is still an admin; an *auth.Error says
+	// why not, any other error is a fault.
+	CheckAdmin(user string) error
+	// TokenAuth reports client auth by tokens (auth.token), with which the
+	// console's password login cannot work.
+	TokenAuth() bool
 }
 
 // Options are what the console shows and whom it lets in.
@@ -189,11 +196,16 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, s session)
 
 // authed serves h only with a valid session, and for a POST only with the
 // session's CSRF token and a same-origin Origin (when the browser sends one);
-// a GET without a session goes to the login page.
+// a GET without a session goes to the login page, and a session whose user
+// is no longer an admin is ended.
 func (c *Console) authed(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		user, cookie, ok := c.sessionOf(r)
-		if !ok {
+		user, cookie, err := c.session(r)
+		if err != nil && !errors.Is(err, errNoSession) {
+			c.endSession(w, r, user, err)
+			return
+		}
+		if err != nil {
 			if r.Method == http.MethodGet && !isFragment(r) {
 				http.Redirect(w, r, Prefix+"login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return

@@ -123,18 +123,25 @@ type harness struct {
 // over the fake catalog and API.
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, config.Auth{Htpasswd: &config.Htpasswd{Realm: "test", Path: htpasswd(t, "alice", "bob")},
+		Admins: []string{"alice"}}, "")
+}
+
+// newHarnessWith serves a console with the client auth cfg and the session
+// secret (http.secret; "" for a random one).
+func newHarnessWith(t *testing.T, cfg config.Auth, secret string) *harness {
+	t.Helper()
 	var logs strings.Builder
 	var mu sync.Mutex
 	l := logrus.New()
 	l.SetOutput(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) }))
 	log := logrus.NewEntry(l)
-	authz, err := auth.New(config.Auth{Htpasswd: &config.Htpasswd{Realm: "test", Path: htpasswd(t, "alice", "bob")},
-		Admins: []string{"alice"}}, auth.WithLogger(log))
+	authz, err := auth.New(cfg, auth.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	api := &fakeAPI{}
-	c, err := New(Options{Auth: authz, Catalog: fakeCatalog{}, API: api, Log: log, MaxSize: 1 << 30,
+	c, err := New(Options{Auth: authz, Catalog: fakeCatalog{}, API: api, Log: log, MaxSize: 1 << 30, Secret: secret,
 		Stats: StatsFunc(func() Stats { return Stats{CacheSize: 1 << 20, Hits: 3, Misses: 1} }),
 		Upstreams: func() []Upstream {
 			return []Upstream{

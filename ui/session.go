@@ -152,14 +152,31 @@ type loginData struct {
 	Next     string
 	Username string // as typed, shown again after a failure
 	Error    string
+	// NoLogin says why nobody can log in here; the page then has no form.
+	NoLogin string
 }
+
+// tokenAuthMessage is the login page with token auth. The console checks a
+// user name and password; with auth.token this server holds neither, only
+// the certificates that verify the tokens its token service signs, so it has
+// nothing to check a password against. (Asking the realm for a token with the
+// typed password, as docker login does, would make the console a client of
+// the token service with the users' passwords; it is not done.)
+const tokenAuthMessage = "The console cannot log anyone in on this server: its client auth is token auth (auth.token), " +
+	"where users log in to an external token service, and the console can only check a user name and password " +
+	"against auth.htpasswd. To use the console, configure auth.htpasswd (and auth.admins) instead of auth.token. " +
+	"The registry API and /api/v0 work with tokens as before."
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := c.sessionOf(r); ok {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	c.render(w, http.StatusOK, "login", loginData{page: page{Title: "Log in"}, Next: safeNext(r.URL.Query().Get("next"))})
+	d := loginData{page: page{Title: "Log in"}, Next: safeNext(r.URL.Query().Get("next"))}
+	if c.opts.Auth.TokenAuth() {
+		d.NoLogin = tokenAuthMessage
+	}
+	c.render(w, http.StatusOK, "login", d)
 }
 
 // login checks the form's user and password with the Authorizer, as Basic
@@ -172,6 +189,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
 	fail := func(status int, msg string) {
 		c.render(w, status, "login", loginData{page: page{Title: "Log in"}, Next: next, Username: user, Error: msg})
+	}
+	if c.opts.Auth.TokenAuth() {
+		c.render(w, http.StatusForbidden, "login", loginData{page: page{Title: "Log in"}, Next: next, NoLogin: tokenAuthMessage})
+		return
 	}
 	if !sameOrigin(r) {
 		fail(http.StatusForbidden, "This login form did not come from the console.")

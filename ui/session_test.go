@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/internal/testpki"
 )
 
 // TestSessionEndsWhenNoLongerAdmin: a session is checked against the
@@ -114,4 +115,29 @@ func mustURL(t *testing.T, raw string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestLoginWithTokenAuth: with auth.token the login page says in words that
+// the console cannot log anyone in and which config it needs, and shows no
+// form; a posted form gets the same answer, not "wrong password".
+func TestLoginWithTokenAuth(t *testing.T) {
+	h := newHarnessWith(t, config.Auth{Token: &config.Token{Realm: "https://auth.example/token", Service: "mirror",
+		Issuer: "auth.example", RootCertBundle: testpki.NewCA(t).PEMPath}}, "")
+	st, _, body := h.do(t, http.MethodGet, "/ui/login", nil)
+	if st != http.StatusOK || !strings.Contains(body, `role="alert" id="no-login">The console cannot log anyone in on this server: its client auth is token auth (auth.token)`) ||
+		!strings.Contains(body, "configure auth.htpasswd") {
+		t.Errorf("login page: %d\n%s", st, body)
+	}
+	if strings.Contains(body, "<form") && strings.Contains(body, `name="password"`) {
+		t.Error("the login page offers a form that cannot work")
+	}
+	st, _, body = h.do(t, http.MethodPost, "/ui/login", url.Values{"username": {"alice"}, "password": {"pw"}})
+	if st != http.StatusForbidden || !strings.Contains(body, "token auth (auth.token)") || strings.Contains(body, "Wrong user name") {
+		t.Errorf("posted login: %d\n%s", st, body)
+	}
+	// With htpasswd the page has the form and no such message.
+	_, _, body = newHarness(t).do(t, http.MethodGet, "/ui/login", nil)
+	if strings.Contains(body, "auth.token") || !strings.Contains(body, `name="password"`) {
+		t.Error("the htpasswd login page is wrong")
+	}
 }

@@ -48,6 +48,8 @@ type Config struct {
 	// Redis turns on cluster coordination between replicas sharing one
 	// storage.s3 bucket (distribution's redis keys; see Redis).
 	Redis Redis `yaml:"redis"`
+	// UI configures the web console (/ui/).
+	UI UI `yaml:"ui"`
 
 	// Health is distribution's health section: accepted and ignored.
 	Health map[string]any `yaml:"health"`

@@ -168,6 +168,8 @@ func TestAcceptedValues(t *testing.T) {
 			return c.Proxy.Timeouts.Connect == time.Second && c.Proxy.Timeouts.Stall == 3*time.Second
 		}},
 		{"alias", "log:\n  fields: &f {a: 1}\nhealth: *f", func(c *Config) bool { return c.Health["a"] == 1 }},
+		{"console on by default", "", func(c *Config) bool { return !c.UI.Disabled }},
+		{"console off", "ui: {disabled: true}", func(c *Config) bool { return c.UI.Disabled }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -309,6 +311,7 @@ func TestEnv(t *testing.T) {
 		{"http.addr", []string{"REGISTRY_HTTP_ADDR=127.0.0.1:8080"}, func(c *Config) bool { return c.HTTP.Addr == "127.0.0.1:8080" }},
 		{"delete enabled", []string{"REGISTRY_STORAGE_DELETE_ENABLED=true"}, func(c *Config) bool { return c.Storage.Delete.Enabled }},
 		{"ttl", []string{"REGISTRY_PROXY_TTL=1h"}, func(c *Config) bool { return c.Proxy.TTL == time.Hour }},
+		{"console off", []string{"REGISTRY_UI_DISABLED=true"}, func(c *Config) bool { return c.UI.Disabled }},
 		{"ttl nanoseconds", []string{"REGISTRY_PROXY_TTL=1000"}, func(c *Config) bool { return c.Proxy.TTL == time.Microsecond }},
 		{"stall", []string{"REGISTRY_PROXY_TIMEOUTS_STALL=5s"}, func(c *Config) bool { return c.Proxy.Timeouts.Stall == 5*time.Second }},
 		{"rootdirectory", []string{"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=/srv/cache"},

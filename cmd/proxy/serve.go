@@ -141,12 +141,14 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	if fr.api != nil {
 		h = withAPI(api, fr.api, log)
 	}
-	console, err := newConsole(ctx, cfg, fr, ix, store, caches, reg, top, log)
-	if err != nil {
-		stop()
-		return nil, nil, nil, err
+	if !cfg.UI.Disabled {
+		console, err := newConsole(ctx, cfg, fr, ix, store, caches, reg, top, log)
+		if err != nil {
+			stop()
+			return nil, nil, nil, err
+		}
+		h = withConsole(h, console, log)
 	}
-	h = withConsole(h, console, log)
 	return rootHandler(h, reg, readyDir(cfg), cfg.HTTP.Debug.Addr == ""), reg, stop, nil
 }
 

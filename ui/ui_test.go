@@ -146,7 +146,7 @@ func newHarnessWith(t *testing.T, cfg config.Auth, secret string) *harness {
 		Upstreams: func() []Upstream {
 			return []Upstream{
 				{Host: "registry-1.docker.io", LastSuccess: time.Now(), QuotaRemaining: 42, QuotaLimit: 100, QuotaWindow: 6 * time.Hour, QuotaAt: time.Now()},
-				{Host: evil, LastError: "GET /v2/: 502 Bad Gateway: " + evil, LastErrorAt: time.Now(), ConsecutiveFailures: 3, QuotaRemaining: -1, QuotaLimit: -1},
+				{Host: evil, LastError: "GET /v2/: 502 Bad Gateway: " + evil, LastErrorAt: time.Now(), ConsecutiveFailures: 3, QuotaRemaining: 1, QuotaLimit: 100, QuotaAt: time.Now()}, // its quota bar's label carries the host
 			}
 		},
 		TopPulls: func(window time.Duration, n int) []RepoPulls {

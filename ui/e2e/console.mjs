@@ -155,6 +155,10 @@ async function mirrorsPhase() {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, `the form is ${overflow}px wider than a phone`);
   await shot("phone-mirror-form");
+  await page.goto(base);
+  const dashOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(dashOverflow <= 1, `the dashboard is ${dashOverflow}px wider than a phone`);
+  await shot("phone-dashboard");
 }
 
 async function pushPhase() {

@@ -12,7 +12,10 @@
 //
 // Only admins get in, as for /api/v0: the login form's credentials are checked
 // by the server's Authorizer (htpasswd users) for auth.Admin, and a signed,
-// HttpOnly, SameSite=Strict session cookie is set. Every state-changing form
+// HttpOnly, SameSite=Strict session cookie is set; every request asks the
+// Authorizer again whether its user is still an admin (CheckAdmin), and ends
+// the session when not. With token auth (auth.token) there is no password to
+// check, and the login page says so. Every state-changing form
 // carries a CSRF token bound to the session. The Mirrors and Jobs pages are
 // clients of the mirroring API (/api/v0), called in process with the session's
 // user (mirror.WithAdmin).

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/auth"
+	"github.com/ocimirror/proxy/cluster"
 )
 
 // maxAPIBody bounds a request body of the API.
@@ -99,6 +100,12 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.msg }
 
+// errUnavailable answers while the cluster's Redis, which holds the
+// policies and jobs, cannot be reached: mirroring is paused, pulls are not.
+var errUnavailable = &apiError{http.StatusServiceUnavailable, "UNAVAILABLE",
+	"cluster coordination is unavailable: mirroring policies and jobs are kept in redis, which this replica cannot reach; " +
+		"mirroring is paused until it answers again (pulls are not affected)"}
+
 func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "INVALID_INPUT", msg} }
 
 // writeAPIError writes {"errors":[{"code","message"}]}, the shape of DTR's and
@@ -111,6 +118,9 @@ func writeAPIError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{http.StatusNotFound, "NO_SUCH_MIRRORING_POLICY", err.Error()}
 	case errors.Is(err, ErrJobNotFound):
 		ae = &apiError{http.StatusNotFound, "NO_SUCH_JOB", err.Error()}
+	case errors.Is(err, cluster.ErrUnavailable):
+		ae = errUnavailable
+		w.Header().Set("Retry-After", "5")
 	default:
 		logrus.WithError(err).WithField("path", r.URL.Path).Error("mirroring API")
 		ae = &apiError{http.StatusInternalServerError, "INTERNAL_ERROR", "internal error (see the server log)"}
@@ -215,7 +225,7 @@ func (api *API) listPolicies(k Kind) func(http.ResponseWriter, *http.Request) er
 		if err != nil {
 			return err
 		}
-		sps, err := api.engine.policies.list(k, repo)
+		sps, err := api.engine.store.listPolicies(r.Context(), k, repo)
 		if err != nil {
 			return err
 		}
@@ -233,7 +243,7 @@ func (api *API) policyAt(r *http.Request, k Kind) (storedPolicy, error) {
 	if err != nil {
 		return storedPolicy{}, err
 	}
-	sp, err := api.engine.policies.get(r.PathValue("id"))
+	sp, err := api.engine.store.getPolicy(r.Context(), r.PathValue("id"))
 	if err == nil && (sp.Kind != k || sp.Policy.LocalRepository != repo) {
 		err = ErrPolicyNotFound
 	}
@@ -274,7 +284,7 @@ func (api *API) deletePolicy(k Kind) func(http.ResponseWriter, *http.Request) er
 		if err != nil {
 			return err
 		}
-		if err := api.engine.policies.delete(sp.Policy.ID); err != nil {
+		if err := api.engine.store.deletePolicy(r.Context(), sp.Policy.ID); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -292,7 +302,7 @@ func (api *API) submitJob(w http.ResponseWriter, r *http.Request) error {
 	if in.Action != ActionPoll {
 		return badRequest("action " + strconv.Quote(in.Action) + " cannot be started by hand; use " + ActionPoll)
 	}
-	job, err := api.engine.jobs.Submit(ActionPoll, map[string]string{}, 0)
+	job, err := api.engine.jobs.Submit(r.Context(), ActionPoll, map[string]string{}, 0)
 	if err != nil {
 		return err
 	}
@@ -312,7 +322,7 @@ func (api *API) listJobs(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return badRequest("status must be one of waiting, running, done, error, cancel")
 	}
-	jobs, err := api.engine.jobs.List(q.Get("action"), status, start, limit)
+	jobs, err := api.engine.jobs.List(r.Context(), q.Get("action"), status, start, limit)
 	if err != nil {
 		return err
 	}
@@ -327,7 +337,7 @@ func defaultStr(s, def string) string {
 }
 
 func (api *API) getJob(w http.ResponseWriter, r *http.Request) error {
-	job, err := api.engine.jobs.Get(r.PathValue("id"))
+	job, err := api.engine.jobs.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -335,7 +345,7 @@ func (api *API) getJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (api *API) jobLogs(w http.ResponseWriter, r *http.Request) error {
-	logs, err := api.engine.jobs.Logs(r.PathValue("id"))
+	logs, err := api.engine.jobs.Logs(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -343,7 +353,7 @@ func (api *API) jobLogs(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (api *API) cancelJob(w http.ResponseWriter, r *http.Request) error {
-	job, err := api.engine.jobs.Cancel(r.PathValue("id"))
+	job, err := api.engine.jobs.Cancel(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}

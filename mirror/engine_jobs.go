@@ -83,15 +83,18 @@ func (e *Engine) remoteDigests(ctx context.Context, p Policy) (map[string]string
 func (e *Engine) runPoll(ctx context.Context, job Job, logf func(string, ...any)) error {
 	var sps []storedPolicy
 	if id := job.Parameters["policy"]; id != "" {
-		sp, err := e.policies.get(id)
-		if err != nil {
+		sp, err := e.store.getPolicy(ctx, id)
+		if errors.Is(err, ErrPolicyNotFound) {
 			return fmt.Errorf("policy %s: %w", id, ErrPermanent)
+		}
+		if err != nil {
+			return fmt.Errorf("policy %s: %w", id, err)
 		}
 		sps = append(sps, sp)
 	} else {
-		all, err := e.policies.list(Poll, "")
+		all, err := e.store.listPolicies(ctx, Poll, "")
 		if err != nil {
-			return err
+			return fmt.Errorf("list poll policies: %w", err)
 		}
 		sps = all
 	}
@@ -101,7 +104,7 @@ func (e *Engine) runPoll(ctx context.Context, job Job, logf func(string, ...any)
 			continue
 		}
 		err := e.pollOne(ctx, sp, logf)
-		e.setStatus(sp.Policy.ID, err)
+		e.setStatus(ctx, sp.Policy.ID, err)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("policy %s (%s <- %s/%s): %w", sp.Policy.ID, sp.Policy.LocalRepository,
 				sp.Policy.RemoteHost, sp.Policy.RemoteRepository, err))
@@ -143,15 +146,16 @@ func (e *Engine) pollOne(ctx context.Context, sp storedPolicy, logf func(string,
 			failed = append(failed, err)
 			continue
 		}
-		sp.Mirrored = e.recordMirrored(p.ID, tag, desc.Digest.String())
+		sp.Mirrored = e.recordMirrored(ctx, p.ID, tag, desc.Digest.String())
 	}
 	return errors.Join(failed...)
 }
 
 // recordMirrored stores that tag was mirrored at digest, and returns the
-// policy's updated record of mirrored tags.
-func (e *Engine) recordMirrored(id, tag, digest string) map[string]string {
-	sp, err := e.policies.update(id, func(sp *storedPolicy) error {
+// policy's updated record of mirrored tags. A tag copied is recorded even if
+// the job is being cancelled.
+func (e *Engine) recordMirrored(ctx context.Context, id, tag, digest string) map[string]string {
+	sp, err := e.store.updatePolicy(context.WithoutCancel(ctx), id, func(sp *storedPolicy) error {
 		if sp.Mirrored == nil {
 			sp.Mirrored = map[string]string{}
 		}
@@ -167,9 +171,12 @@ func (e *Engine) recordMirrored(id, tag, digest string) map[string]string {
 // runPush pushes the tag a job names to its policy's remote.
 func (e *Engine) runPush(ctx context.Context, job Job, logf func(string, ...any)) error {
 	id, tag := job.Parameters["policy"], job.Parameters["tag"]
-	sp, err := e.policies.get(id)
-	if err != nil {
+	sp, err := e.store.getPolicy(ctx, id)
+	if errors.Is(err, ErrPolicyNotFound) {
 		return fmt.Errorf("policy %s: %w", id, ErrPermanent)
+	}
+	if err != nil {
+		return fmt.Errorf("policy %s: %w", id, err)
 	}
 	p := sp.Policy
 	if !p.Enabled {
@@ -190,7 +197,7 @@ func (e *Engine) runPush(ctx context.Context, job Job, logf func(string, ...any)
 		return fmt.Errorf("HEAD %s:%s: %w", p.LocalRepository, ref, err)
 	}
 	err = e.copyTag(ctx, p, local, tag, desc, remote, logf)
-	e.setStatus(id, err)
+	e.setStatus(ctx, id, err)
 	return err
 }
 

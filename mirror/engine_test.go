@@ -51,12 +51,9 @@ func startServer(t *testing.T) *server {
 		t.Fatal(err)
 	}
 	ns := config.Hosted{Namespaces: []string{"dev"}}
-	eng, err := NewEngine(db, jobs, NewCopier(WithLogger(log), WithRetries(2, 10*time.Millisecond)),
+	eng := NewEngine(jobs, NewCopier(WithLogger(log), WithRetries(2, 10*time.Millisecond)),
 		Local{Host: "hosted.local", Transport: reg.Transport(), IsHosted: ns.IsHosted},
 		WithEngineLogger(log), WithPollInterval(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
 	authz, err := auth.New(config.Auth{Htpasswd: &config.Htpasswd{Realm: "r", Path: htpasswd(t, "alice", "bob")},
 		Admins: []string{"alice"}}, auth.WithLogger(log))
 	if err != nil {
@@ -137,7 +134,7 @@ func (s *server) localDigest(t *testing.T, repoTag string) string {
 func (s *server) waitJobCount(t *testing.T, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if jobs, _ := s.engine.jobs.List("", "", 0, n); len(jobs) >= n {
+		if jobs, _ := s.engine.jobs.List(context.Background(), "", "", 0, n); len(jobs) >= n {
 			return
 		}
 	}
@@ -151,7 +148,7 @@ func (s *server) waitJobs(t *testing.T) {
 	for time.Now().Before(deadline) {
 		busy := 0
 		for _, st := range []Status{StatusWaiting, StatusRunning} {
-			jobs, _ := s.engine.jobs.List("", st, 0, 100)
+			jobs, _ := s.engine.jobs.List(context.Background(), "", st, 0, 100)
 			busy += len(jobs)
 		}
 		if busy == 0 {
@@ -216,7 +213,7 @@ func TestPolicyAPI(t *testing.T) {
 	if st := s.call(t, "alice", http.MethodPost, polls+"/connect", good, &connected); st != http.StatusOK || !connected["connected"] {
 		t.Fatalf("connect: %d %v", st, connected)
 	}
-	if sps, _ := s.engine.policies.list(Poll, "dev/app"); len(sps) != 0 {
+	if sps, _ := s.engine.store.listPolicies(context.Background(), Poll, "dev/app"); len(sps) != 0 {
 		t.Fatalf("connect stored %d policies", len(sps))
 	}
 
@@ -236,7 +233,7 @@ func TestPolicyAPI(t *testing.T) {
 	if st := s.call(t, "alice", http.MethodPut, polls+"/"+p.ID, with("password", masked, "tagTemplate", "m-%n", "enabled", false), &changed); st != http.StatusOK {
 		t.Fatalf("update: %d", st)
 	}
-	stored, _ := s.engine.policies.get(p.ID)
+	stored, _ := s.engine.store.getPolicy(context.Background(), p.ID)
 	if changed.TagTemplate != "m-%n" || changed.Enabled || stored.Policy.Password != "secret" {
 		t.Errorf("updated %+v, stored password %q", changed, stored.Policy.Password)
 	}
@@ -334,7 +331,7 @@ func TestPollMirroring(t *testing.T) {
 	if got.LastStatus == nil || got.LastStatus.Code != "FAILED" || !strings.Contains(got.LastStatus.Detail, "connection refused") {
 		t.Errorf("lastStatus with the remote down: %+v", got.LastStatus)
 	}
-	if j, _ := s.engine.jobs.Get(job.ID); j.Status != StatusError {
+	if j, _ := s.engine.jobs.Get(context.Background(), job.ID); j.Status != StatusError {
 		t.Errorf("poll job with the remote down: %+v", j)
 	}
 }
@@ -454,9 +451,9 @@ func TestPushMirroringLicenseAndPlatform(t *testing.T) {
 	}
 	got, err := remote.Index(remoteReg.Ref(t, "out/app:mit"))
 	if err != nil {
-		jobs, _ := s.engine.jobs.List("", "", 0, 10)
+		jobs, _ := s.engine.jobs.List(context.Background(), "", "", 0, 10)
 		for _, j := range jobs {
-			logs, _ := s.engine.jobs.Logs(j.ID)
+			logs, _ := s.engine.jobs.Logs(context.Background(), j.ID)
 			t.Logf("job %+v: %+v", j, logs)
 		}
 		t.Fatalf("the MIT index was not pushed: %v", err)
@@ -475,17 +472,14 @@ func TestSchedulePollNoPileUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := NewEngine(db, jobs, NewCopier(), Local{}, WithEngineLogger(quietLog()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := jobs.Submit(ActionPoll, map[string]string{"policy": "p1"}, 0); err != nil { // one policy's: no bar
+	eng := NewEngine(jobs, NewCopier(), Local{}, WithEngineLogger(quietLog()))
+	if _, err := jobs.Submit(context.Background(), ActionPoll, map[string]string{"policy": "p1"}, 0); err != nil { // one policy's: no bar
 		t.Fatal(err)
 	}
 	for range 3 {
-		eng.schedulePoll()
+		eng.schedulePoll(context.Background(), time.Now())
 	}
-	all, _ := jobs.List(ActionPoll, "", 0, 10)
+	all, _ := jobs.List(context.Background(), ActionPoll, "", 0, 10)
 	if len(all) != 2 {
 		t.Fatalf("%d poll jobs after three ticks with the first still waiting, want 2 (one policy's, one scheduled)", len(all))
 	}

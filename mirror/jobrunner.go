@@ -2,18 +2,17 @@ package mirror
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/ocimirror/proxy/cluster"
 )
 
 // Run runs jobs until ctx ends, then waits for the running ones, which see
-// ctx cancelled (they will run again at the next start).
+// ctx cancelled (they wait again: on one node until the next start, in a
+// cluster for any replica).
 func (j *Jobs) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range j.workers {
@@ -27,20 +26,21 @@ func (j *Jobs) Run(ctx context.Context) {
 }
 
 // work takes due jobs one at a time; between jobs it sleeps until a job is
-// submitted or the next retry is due (at most a minute).
+// submitted here or the next retry is due, at most the queue's idle time.
 func (j *Jobs) work(ctx context.Context) {
 	for ctx.Err() == nil {
-		job, next, err := j.claim()
-		if err != nil {
+		job, lease, next, err := j.store.claimJob(ctx, j.now(), j.lease)
+		j.notePaused(err)
+		if err != nil && !errors.Is(err, cluster.ErrUnavailable) && ctx.Err() == nil {
 			j.log.WithError(err).Error("job queue")
 		}
 		if job != nil {
-			j.run(ctx, *job)
+			j.run(ctx, *job, lease)
 			continue
 		}
-		wait := time.Minute
+		wait := j.idle
 		if !next.IsZero() {
-			wait = min(max(next.Sub(j.now()), time.Millisecond), time.Minute)
+			wait = min(max(next.Sub(j.now()), time.Millisecond), j.idle)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -52,67 +52,70 @@ func (j *Jobs) work(ctx context.Context) {
 	}
 }
 
-// claim marks the oldest due waiting job running and returns it; with none
-// due it returns when the next one is.
-func (j *Jobs) claim() (*Job, time.Time, error) {
-	var claimed *Job
-	var next time.Time
-	now := j.now()
-	err := j.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJobs)
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var job Job
-			if json.Unmarshal(v, &job) != nil || job.Status != StatusWaiting {
-				continue
-			}
-			if job.ScheduledAt.After(now) {
-				if next.IsZero() || job.ScheduledAt.Before(next) {
-					next = job.ScheduledAt
-				}
-				continue
-			}
-			job.Status, job.LastUpdated = StatusRunning, now.UTC()
-			claimed = &job
-			return putJob(b, job)
+// notePaused logs once when the shared store becomes unreachable (mirroring
+// pauses on this replica; pulls are not concerned) and once when it answers
+// again.
+func (j *Jobs) notePaused(err error) {
+	down := errors.Is(err, cluster.ErrUnavailable)
+	if j.paused.CompareAndSwap(!down, down) {
+		if down {
+			j.log.WithError(err).Warn("mirroring paused on this replica: its policies and jobs are in redis, which is unreachable; pulls go on")
+		} else {
+			j.log.Info("mirroring resumed: redis reachable again")
 		}
-		return nil
-	})
-	return claimed, next, err
+	}
 }
 
-// run runs one claimed job and records how it ended.
-func (j *Jobs) run(ctx context.Context, job Job) {
+// run runs one claimed job and records how it ended. With a lease (a shared
+// store) the lease is renewed while the job runs; a lost lease stops the job
+// and leaves its record to the replica that runs it now.
+func (j *Jobs) run(ctx context.Context, job Job, lease string) {
 	j.mu.Lock()
 	f := j.funcs[job.Action]
-	jctx, cancel := context.WithCancel(ctx)
+	jctx, cancel := context.WithCancelCause(ctx)
 	j.running[job.ID] = cancel
 	j.mu.Unlock()
 	defer func() {
 		j.mu.Lock()
 		delete(j.running, job.ID)
 		j.mu.Unlock()
-		cancel()
+		cancel(nil)
 	}()
-	logf := func(format string, args ...any) { j.appendLog(job.ID, fmt.Sprintf(format, args...)) }
+	stopLease := func() bool { return false }
+	if lease != "" {
+		stopLease = j.keepLease(jctx, job.ID, lease, cancel)
+	}
+	logf := func(format string, args ...any) { j.appendLog(ctx, job.ID, fmt.Sprintf(format, args...)) }
 	var err error
 	if f == nil {
 		err = fmt.Errorf("no handler for action %q: %w", job.Action, ErrPermanent)
 	} else {
 		err = runSafely(jctx, f, job, logf)
 	}
-	if ctx.Err() != nil && err != nil {
-		// Shutting down: the job runs again at the next start.
-		_, _ = j.update(job.ID, func(x *Job) bool {
-			if x.Status != StatusRunning {
-				return false
-			}
-			x.Status = StatusWaiting
-			return true
-		})
+	if stopLease() {
+		j.log.WithField("job", job.ID).Warn("job lease lost: stopped here; it runs again where it is claimed next")
 		return
 	}
-	j.finish(job.ID, err, logf)
+	if ctx.Err() != nil && err != nil {
+		j.requeue(ctx, job.ID, lease)
+		return
+	}
+	j.finish(ctx, job.ID, lease, err, logf)
+}
+
+// requeue makes a job that shutdown interrupted wait again: it runs at the
+// next start, or at once on another replica.
+func (j *Jobs) requeue(ctx context.Context, id, lease string) {
+	_, err := j.update(context.WithoutCancel(ctx), id, lease, func(x *Job) bool {
+		if x.Status != StatusRunning {
+			return false
+		}
+		x.Status = StatusWaiting
+		return true
+	})
+	if err != nil {
+		j.log.WithError(err).WithField("job", id).Warn("interrupted job not requeued; it runs again when its lease expires")
+	}
 }
 
 // runSafely turns a panic in a job into its error.
@@ -126,11 +129,12 @@ func runSafely(ctx context.Context, f JobFunc, job Job, logf func(string, ...any
 }
 
 // finish records a job's outcome: done, cancelled, retried later or failed.
-func (j *Jobs) finish(id string, err error, logf func(string, ...any)) {
+func (j *Jobs) finish(ctx context.Context, id, lease string, err error, logf func(string, ...any)) {
 	if err != nil {
 		logf("error: %v", err)
 	}
-	job, uerr := j.update(id, func(x *Job) bool {
+	ctx = context.WithoutCancel(ctx)
+	job, uerr := j.update(ctx, id, lease, func(x *Job) bool {
 		switch {
 		case x.Status == StatusCancel:
 		case err == nil:
@@ -153,47 +157,16 @@ func (j *Jobs) finish(id string, err error, logf func(string, ...any)) {
 		logf("retrying at %s (%d retries left)", job.ScheduledAt.Format(time.RFC3339), job.RetriesLeft)
 	}
 	j.log.WithFields(map[string]any{"job": id, "action": job.Action, "status": job.Status}).Info("job finished")
-	j.prune()
+	if err := j.store.pruneJobs(ctx, j.keep); err != nil {
+		j.log.WithError(err).Warn("pruning finished jobs")
+	}
 }
 
-// appendLog adds a line to a job's log.
-func (j *Jobs) appendLog(id, line string) {
-	_ = j.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLogs)
-		seq, _ := b.NextSequence()
-		key := make([]byte, 0, len(id)+9)
-		key = append(append(key, id...), '/')
-		key = binary.BigEndian.AppendUint64(key, seq)
-		v, _ := json.Marshal(LogLine{Time: j.now().UTC(), Line: line})
-		return b.Put(key, v)
-	})
-}
-
-// prune removes the oldest finished jobs and their logs beyond the keep limit.
-func (j *Jobs) prune() {
-	_ = j.db.Update(func(tx *bolt.Tx) error {
-		b, logs := tx.Bucket(bucketJobs), tx.Bucket(bucketLogs)
-		if b.Stats().KeyN <= j.keep {
-			return nil
-		}
-		excess := b.Stats().KeyN - j.keep
-		var drop [][]byte
-		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(drop) < excess; k, v = c.Next() {
-			var job Job
-			if json.Unmarshal(v, &job) == nil && (job.Status == StatusWaiting || job.Status == StatusRunning) {
-				continue
-			}
-			drop = append(drop, append([]byte(nil), k...))
-		}
-		for _, k := range drop {
-			_ = b.Delete(k)
-			lc := logs.Cursor()
-			prefix := append(append([]byte(nil), k...), '/')
-			for lk, _ := lc.Seek(prefix); lk != nil && hasPrefix(lk, prefix); lk, _ = lc.Seek(prefix) {
-				_ = logs.Delete(lk)
-			}
-		}
-		return nil
-	})
+// appendLog adds a line to a job's log; a job being cancelled still writes
+// why it stopped.
+func (j *Jobs) appendLog(ctx context.Context, id, line string) {
+	err := j.store.appendLog(context.WithoutCancel(ctx), id, LogLine{Time: j.now().UTC(), Line: line})
+	if err != nil {
+		j.log.WithError(err).WithField("job", id).Debug("job log line lost")
+	}
 }

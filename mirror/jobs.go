@@ -5,10 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -57,24 +57,29 @@ var ErrPermanent = errors.New("permanent failure")
 // ErrJobNotFound is returned for an unknown job id.
 var ErrJobNotFound = errors.New("job not found")
 
-var (
-	bucketJobs = []byte("jobs")
-	bucketLogs = []byte("joblogs")
-)
+// DefaultJobLease is how long a claimed job stays a replica's without a
+// renewal (a shared store): a replica that dies mid-job has its jobs run
+// again by another replica this long after its last renewal.
+const DefaultJobLease = 15 * time.Second
 
-// Jobs is a persistent job queue with workers: jobs wait in bbolt until a
-// worker runs them; failures are retried with backoff; a crash leaves running
-// jobs to run again at the next start.
+// Jobs is a persistent job queue with workers: jobs wait in the store until a
+// worker claims them; failures are retried with backoff. On one node a crash
+// leaves running jobs to run again at the next start; in a cluster (a shared
+// store) a claimed job is leased to one replica, and a job whose lease
+// expired runs again on another.
 type Jobs struct {
-	db      *bolt.DB
+	store   Store
 	log     *logrus.Entry
 	now     func() time.Time
 	workers int
 	backoff func(attempt int) time.Duration
-	keep    int // finished jobs kept (with their logs); older ones are pruned
+	keep    int           // finished jobs kept (with their logs); older ones are pruned
+	lease   time.Duration // a claimed job's lease (shared store)
+	idle    time.Duration // the longest sleep between two looks at the queue
+	paused  atomic.Bool   // the shared store is unreachable: no job is claimed
 	mu      sync.Mutex
 	funcs   map[string]JobFunc
-	running map[string]context.CancelFunc
+	running map[string]context.CancelCauseFunc
 	wake    chan struct{}
 }
 
@@ -95,38 +100,48 @@ func WithJobBackoff(f func(attempt int) time.Duration) JobsOption {
 // WithJobLogger sets the logger.
 func WithJobLogger(l *logrus.Entry) JobsOption { return func(j *Jobs) { j.log = l } }
 
-// OpenJobs opens the job queue in db. Jobs a previous process left running
-// are waiting again.
+// WithJobLease sets how long a claimed job is held without renewal in a
+// shared store (default DefaultJobLease); it is renewed every third of that,
+// at least every second.
+func WithJobLease(d time.Duration) JobsOption {
+	return func(j *Jobs) { j.lease = max(d, 30*time.Millisecond) }
+}
+
+// WithQueuePoll sets the longest a worker sleeps before looking at the queue
+// again (default: a minute on one node, where a submit wakes the workers; a
+// second with a shared store, where other replicas submit too).
+func WithQueuePoll(d time.Duration) JobsOption {
+	return func(j *Jobs) { j.idle = max(d, time.Millisecond) }
+}
+
+// OpenJobs opens the job queue in db, a single node's. Jobs a previous
+// process left running are waiting again.
 func OpenJobs(db *bolt.DB, opts ...JobsOption) (*Jobs, error) {
+	s, err := newBoltStore(db)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.requeueRunning(); err != nil {
+		return nil, fmt.Errorf("open job queue: %w", err)
+	}
+	return NewJobs(s, opts...), nil
+}
+
+// NewJobs returns the job queue in store.
+func NewJobs(store Store, opts ...JobsOption) *Jobs {
 	j := &Jobs{
-		db: db, log: logrus.NewEntry(logrus.StandardLogger()), now: time.Now, workers: 2, keep: 1000,
+		store: store, log: logrus.NewEntry(logrus.StandardLogger()), now: time.Now, workers: 2, keep: 1000,
 		backoff: func(n int) time.Duration { return min(time.Duration(1<<min(n, 10))*5*time.Second, 10*time.Minute) },
-		funcs:   map[string]JobFunc{}, running: map[string]context.CancelFunc{}, wake: make(chan struct{}, 1),
+		lease:   DefaultJobLease, idle: time.Minute,
+		funcs: map[string]JobFunc{}, running: map[string]context.CancelCauseFunc{}, wake: make(chan struct{}, 1),
+	}
+	if store.Shared() {
+		j.idle = time.Second
 	}
 	for _, o := range opts {
 		o(j)
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketJobs)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.CreateBucketIfNotExists(bucketLogs); err != nil {
-			return err
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var job Job
-			if json.Unmarshal(v, &job) != nil || job.Status != StatusRunning {
-				return nil
-			}
-			job.Status = StatusWaiting
-			return putJob(b, job)
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open job queue: %w", err)
-	}
-	return j, nil
+	return j
 }
 
 // Handle registers what runs jobs of action.
@@ -137,19 +152,18 @@ func (j *Jobs) Handle(action string, f JobFunc) {
 }
 
 // Submit queues a job to run now, retried up to retries times.
-func (j *Jobs) Submit(action string, params map[string]string, retries int) (Job, error) {
+func (j *Jobs) Submit(ctx context.Context, action string, params map[string]string, retries int) (Job, error) {
 	now := j.now().UTC()
 	job := Job{ID: newJobID(now), Action: action, Status: StatusWaiting, ScheduledAt: now, LastUpdated: now,
 		Parameters: params, RetriesLeft: retries}
-	err := j.db.Update(func(tx *bolt.Tx) error { return putJob(tx.Bucket(bucketJobs), job) })
-	if err != nil {
+	if err := j.store.addJob(ctx, job); err != nil {
 		return Job{}, fmt.Errorf("submit %s job: %w", action, err)
 	}
 	j.poke()
 	return job, nil
 }
 
-// newJobID is time-ordered, so the jobs bucket iterates oldest first.
+// newJobID is time-ordered, so that job and policy ids sort oldest first.
 func newJobID(t time.Time) string {
 	var b [12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixNano()))
@@ -157,78 +171,32 @@ func newJobID(t time.Time) string {
 	return hex.EncodeToString(b[:])
 }
 
-func putJob(b *bolt.Bucket, job Job) error {
-	v, err := json.Marshal(job)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(job.ID), v)
-}
-
 // Get returns the job id.
-func (j *Jobs) Get(id string) (Job, error) {
-	var job Job
-	err := j.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketJobs).Get([]byte(id))
-		if v == nil {
-			return ErrJobNotFound
-		}
-		return json.Unmarshal(v, &job)
-	})
-	return job, err
+func (j *Jobs) Get(ctx context.Context, id string) (Job, error) {
+	return j.store.getJob(ctx, id)
 }
 
 // List returns jobs newest first, those matching action and status when they
 // are not empty, skipping start and returning at most limit.
-func (j *Jobs) List(action string, status Status, start, limit int) ([]Job, error) {
-	out := []Job{}
-	err := j.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJobs).Cursor()
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			var job Job
-			if json.Unmarshal(v, &job) != nil || (action != "" && job.Action != action) || (status != "" && job.Status != status) {
-				continue
-			}
-			if start > 0 {
-				start--
-				continue
-			}
-			out = append(out, job)
-		}
-		return nil
-	})
-	return out, err
+func (j *Jobs) List(ctx context.Context, action string, status Status, start, limit int) ([]Job, error) {
+	return j.store.listJobs(ctx, func(job Job) bool {
+		return (action == "" || job.Action == action) && (status == "" || job.Status == status)
+	}, start, limit)
 }
 
 // Logs returns the log of job id.
-func (j *Jobs) Logs(id string) ([]LogLine, error) {
-	if _, err := j.Get(id); err != nil {
+func (j *Jobs) Logs(ctx context.Context, id string) ([]LogLine, error) {
+	if _, err := j.Get(ctx, id); err != nil {
 		return nil, err
 	}
-	out := []LogLine{}
-	err := j.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketLogs).Cursor()
-		prefix := []byte(id + "/")
-		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			var l LogLine
-			if json.Unmarshal(v, &l) == nil {
-				out = append(out, l)
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-func hasPrefix(b, prefix []byte) bool {
-	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+	return j.store.jobLogs(ctx, id)
 }
 
 // Cancel stops job id: a waiting job will not run, a running one has its
-// context cancelled, which stops its transfers. A finished job is left as it
-// is.
-func (j *Jobs) Cancel(id string) (Job, error) {
-	job, err := j.update(id, func(job *Job) bool {
+// context cancelled, which stops its transfers: at once on this replica, at
+// its next lease renewal on another. A finished job is left as it is.
+func (j *Jobs) Cancel(ctx context.Context, id string) (Job, error) {
+	job, err := j.update(ctx, id, "", func(job *Job) bool {
 		if job.Status != StatusWaiting && job.Status != StatusRunning {
 			return false
 		}
@@ -240,32 +208,22 @@ func (j *Jobs) Cancel(id string) (Job, error) {
 	}
 	j.mu.Lock()
 	if cancel, ok := j.running[id]; ok {
-		cancel()
+		cancel(context.Canceled)
 	}
 	j.mu.Unlock()
 	return job, nil
 }
 
-// update applies change to job id in one transaction; change returns false to
-// leave it unchanged.
-func (j *Jobs) update(id string, change func(*Job) bool) (Job, error) {
-	var job Job
-	err := j.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJobs)
-		v := b.Get([]byte(id))
-		if v == nil {
-			return ErrJobNotFound
-		}
-		if err := json.Unmarshal(v, &job); err != nil {
-			return err
-		}
-		if !change(&job) {
-			return nil
+// update applies change to job id, stamping the time of a change; change
+// returns false to leave it unchanged. With a lease, see jobStore.updateJob.
+func (j *Jobs) update(ctx context.Context, id, lease string, change func(*Job) bool) (Job, error) {
+	return j.store.updateJob(ctx, id, lease, func(job *Job) bool {
+		if !change(job) {
+			return false
 		}
 		job.LastUpdated = j.now().UTC()
-		return putJob(b, job)
+		return true
 	})
-	return job, err
 }
 
 func (j *Jobs) poke() {
@@ -274,3 +232,6 @@ func (j *Jobs) poke() {
 	default:
 	}
 }
+
+// Store returns the store the queue (and its engine's policies) live in.
+func (j *Jobs) Store() Store { return j.store }

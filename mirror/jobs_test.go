@@ -52,7 +52,7 @@ func waitStatus(t *testing.T, j *Jobs, id string, want Status) Job {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		job, err := j.Get(id)
+		job, err := j.Get(context.Background(), id)
 		if err == nil && job.Status == want {
 			return job
 		}
@@ -98,7 +98,7 @@ func TestJobOutcomes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.action, func(t *testing.T) {
-			job, err := j.Submit(tc.action, map[string]string{"tag": "v1"}, tc.retries)
+			job, err := j.Submit(context.Background(), tc.action, map[string]string{"tag": "v1"}, tc.retries)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +106,7 @@ func TestJobOutcomes(t *testing.T) {
 			if got.Attempts != tc.attempts {
 				t.Errorf("attempts %d, want %d", got.Attempts, tc.attempts)
 			}
-			logs, err := j.Logs(job.ID)
+			logs, err := j.Logs(context.Background(), job.ID)
 			if err != nil || len(logs) == 0 {
 				t.Fatalf("logs: %v %v", logs, err)
 			}
@@ -129,13 +129,13 @@ func TestJobCancelStopsIt(t *testing.T) {
 		stopped <- ctx.Err()
 		return ctx.Err()
 	}})
-	job, _ := j.Submit("copy", nil, 3)
+	job, _ := j.Submit(context.Background(), "copy", nil, 3)
 	select {
 	case <-started:
 	case <-time.After(5 * time.Second):
 		t.Fatal("job did not start")
 	}
-	if _, err := j.Cancel(job.ID); err != nil {
+	if _, err := j.Cancel(context.Background(), job.ID); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -150,7 +150,7 @@ func TestJobCancelStopsIt(t *testing.T) {
 	if got.RetriesLeft != 3 {
 		t.Errorf("a cancelled job was retried: %+v", got)
 	}
-	if _, err := j.Cancel("nope"); !errors.Is(err, ErrJobNotFound) {
+	if _, err := j.Cancel(context.Background(), "nope"); !errors.Is(err, ErrJobNotFound) {
 		t.Errorf("cancel unknown: %v", err)
 	}
 }
@@ -162,10 +162,10 @@ func TestJobsSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiting, _ := j.Submit("copy", map[string]string{"n": "1"}, 0)
-	crashed, _ := j.Submit("copy", map[string]string{"n": "2"}, 0)
+	waiting, _ := j.Submit(context.Background(), "copy", map[string]string{"n": "1"}, 0)
+	crashed, _ := j.Submit(context.Background(), "copy", map[string]string{"n": "2"}, 0)
 	// A process killed while running crashed leaves it marked running.
-	if _, err := j.update(crashed.ID, func(x *Job) bool { x.Status = StatusRunning; return true }); err != nil {
+	if _, err := j.update(context.Background(), crashed.ID, "", func(x *Job) bool { x.Status = StatusRunning; return true }); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -198,10 +198,10 @@ func TestJobList(t *testing.T) {
 	}
 	var ids []string
 	for i, a := range []string{"poll_mirror", "push_mirror_tag", "poll_mirror", "poll_mirror"} {
-		job, _ := j.Submit(a, map[string]string{"i": fmt.Sprint(i)}, 0)
+		job, _ := j.Submit(context.Background(), a, map[string]string{"i": fmt.Sprint(i)}, 0)
 		ids = append(ids, job.ID)
 	}
-	j.Cancel(ids[2])
+	j.Cancel(context.Background(), ids[2])
 	cases := []struct {
 		action       string
 		status       Status
@@ -215,7 +215,7 @@ func TestJobList(t *testing.T) {
 		{"", "", 1, 2, []string{ids[2], ids[1]}},
 	}
 	for _, tc := range cases {
-		jobs, err := j.List(tc.action, tc.status, tc.start, tc.limit)
+		jobs, err := j.List(context.Background(), tc.action, tc.status, tc.start, tc.limit)
 		if err != nil {
 			t.Fatal(err)
 		}

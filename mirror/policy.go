@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Kind says which way a policy mirrors.
@@ -125,91 +123,5 @@ func (p *Policy) validate() error {
 	return nil
 }
 
-var bucketPolicies = []byte("policies")
-
-// policies stores policies in bbolt.
-type policies struct{ db *bolt.DB }
-
-func openPolicies(db *bolt.DB) (*policies, error) {
-	err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketPolicies)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open policies: %w", err)
-	}
-	return &policies{db: db}, nil
-}
-
 // ErrPolicyNotFound is returned for an unknown policy id.
 var ErrPolicyNotFound = errors.New("mirroring policy not found")
-
-func (s *policies) put(sp storedPolicy) error {
-	v, err := json.Marshal(sp)
-	if err != nil {
-		return err
-	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPolicies).Put([]byte(sp.Policy.ID), v) })
-}
-
-func (s *policies) get(id string) (storedPolicy, error) {
-	var sp storedPolicy
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketPolicies).Get([]byte(id))
-		if v == nil {
-			return ErrPolicyNotFound
-		}
-		return json.Unmarshal(v, &sp)
-	})
-	return sp, err
-}
-
-// update changes policy id in one transaction.
-func (s *policies) update(id string, change func(*storedPolicy) error) (storedPolicy, error) {
-	var sp storedPolicy
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPolicies)
-		v := b.Get([]byte(id))
-		if v == nil {
-			return ErrPolicyNotFound
-		}
-		if err := json.Unmarshal(v, &sp); err != nil {
-			return err
-		}
-		if err := change(&sp); err != nil {
-			return err
-		}
-		nv, err := json.Marshal(sp)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(id), nv)
-	})
-	return sp, err
-}
-
-func (s *policies) delete(id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPolicies)
-		if b.Get([]byte(id)) == nil {
-			return ErrPolicyNotFound
-		}
-		return b.Delete([]byte(id))
-	})
-}
-
-// list returns the policies of kind, those of repo when repo is not empty, in
-// creation order.
-func (s *policies) list(kind Kind, repo string) ([]storedPolicy, error) {
-	var out []storedPolicy
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPolicies).ForEach(func(_, v []byte) error {
-			var sp storedPolicy
-			if json.Unmarshal(v, &sp) == nil && sp.Kind == kind && (repo == "" || sp.Policy.LocalRepository == repo) {
-				out = append(out, sp)
-			}
-			return nil
-		})
-	})
-	return out, err
-}

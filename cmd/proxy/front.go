@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ocimirror/proxy/auth"
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/cluster"
 	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/hosted"
 	"github.com/ocimirror/proxy/mirror"
@@ -33,7 +33,7 @@ type front struct {
 
 // newFront builds the front end's client auth, private upstreams, hosted
 // repositories and mirroring engine.
-func newFront(ctx context.Context, cfg *config.Config, byHost map[string]*cache.Cache, log *logrus.Entry) (*front, error) {
+func newFront(ctx context.Context, cfg *config.Config, byHost map[string]*cache.Cache, coord cluster.Coordinator, log *logrus.Entry) (*front, error) {
 	authz, err := auth.New(cfg.Auth, auth.WithLogger(log.WithField("component", "auth")))
 	if err != nil {
 		return nil, fmt.Errorf("client auth: %w", err)
@@ -55,7 +55,7 @@ func newFront(ctx context.Context, cfg *config.Config, byHost map[string]*cache.
 		return nil, err
 	}
 	f.opts = append(f.opts, proxy.WithHosted(cfg.Hosted.IsHosted, reg))
-	api, stopMirroring, err := newMirroring(cfg, reg, authz, log)
+	api, stopMirroring, err := newMirroring(cfg, reg, authz, coord, log)
 	if err != nil {
 		_ = reg.Close()
 		return nil, err
@@ -100,50 +100,51 @@ func newHosted(ctx context.Context, cfg *config.Config, log *logrus.Entry) (*hos
 }
 
 // newMirroring starts the mirroring engine of the hosted repositories: its
-// database (mirror.db in the hosted root), job workers and poll schedule, fed
-// with the hosted registry's push events. It returns the /api/v0 handler and a
-// func that stops the engine and waits for running jobs to wind down.
-func newMirroring(cfg *config.Config, reg *hosted.Registry, authz *auth.Authorizer, log *logrus.Entry) (http.Handler, func(), error) {
-	path := mirrorDBPath(cfg)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", path, err)
-	}
+// store (mirror.db in the hosted root, or Redis in a cluster), job workers
+// and poll schedule, fed with the hosted registry's push events. It returns
+// the /api/v0 handler and a func that stops the engine and waits for running
+// jobs to wind down.
+func newMirroring(cfg *config.Config, reg *hosted.Registry, authz *auth.Authorizer, coord cluster.Coordinator, log *logrus.Entry) (http.Handler, func(), error) {
 	mlog := log.WithField("component", "mirror")
 	opts := []mirror.JobsOption{mirror.WithJobLogger(mlog)}
 	if cfg.Mirror.Workers > 0 {
 		opts = append(opts, mirror.WithJobWorkers(cfg.Mirror.Workers))
 	}
-	jobs, err := mirror.OpenJobs(db, opts...)
-	if err == nil {
-		var eng *mirror.Engine
-		interval := cmp.Or(cfg.Mirror.PollInterval, mirror.DefaultPollInterval)
-		eng, err = mirror.NewEngine(db, jobs, mirror.NewCopier(mirror.WithLogger(mlog)),
-			mirror.Local{Host: "hosted.local", Transport: reg.Transport(), IsHosted: cfg.Hosted.IsHosted},
-			mirror.WithEngineLogger(mlog), mirror.WithPollInterval(interval))
-		if err == nil {
-			stop := runMirroring(jobs, eng, reg, db)
-			return mirror.NewAPI(eng, authz), stop, nil
-		}
+	jobs, closeStore, err := openMirrorJobs(cfg, coord, opts)
+	if err != nil {
+		return nil, nil, err
 	}
-	_ = db.Close()
-	return nil, nil, err
+	interval := cmp.Or(cfg.Mirror.PollInterval, mirror.DefaultPollInterval)
+	eng := mirror.NewEngine(jobs, mirror.NewCopier(mirror.WithLogger(mlog)),
+		mirror.Local{Host: "hosted.local", Transport: reg.Transport(), IsHosted: cfg.Hosted.IsHosted},
+		mirror.WithEngineLogger(mlog), mirror.WithPollInterval(interval))
+	if jobs.Store().Shared() {
+		mlog.Info("mirroring policies and jobs in redis: shared by the replicas, each job run by one")
+	}
+	return mirror.NewAPI(eng, authz), runMirroring(cfg, jobs, eng, reg, closeStore, mlog), nil
 }
 
-// runMirroring runs the job workers and the engine until the returned func
-// is called.
-func runMirroring(jobs *mirror.Jobs, eng *mirror.Engine, reg *hosted.Registry, db *bolt.DB) func() {
+// runMirroring runs the job workers and the engine (and, in a cluster, the
+// import of this replica's local policies) until the returned func is
+// called.
+func runMirroring(cfg *config.Config, jobs *mirror.Jobs, eng *mirror.Engine, reg *hosted.Registry, closeStore func(), log *logrus.Entry) func() {
 	events, unsubscribe := reg.Subscribe(1024)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); jobs.Run(ctx) }()
 	go func() { defer wg.Done(); eng.Run(ctx, events) }()
+	go func() {
+		defer wg.Done()
+		if jobs.Store().Shared() {
+			importLocalPolicies(ctx, mirrorDBPath(cfg), jobs.Store(), log)
+		}
+	}()
 	return func() {
 		cancel()
 		wg.Wait()
 		unsubscribe()
-		_ = db.Close()
+		closeStore()
 	}
 }
 

@@ -117,7 +117,7 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 		closeCoord()
 		return nil, nil, nil, err
 	}
-	fr, err := newFront(ctx, cfg, byHost, log)
+	fr, err := newFront(ctx, cfg, byHost, coord, log)
 	if err != nil {
 		closeCoord()
 		return nil, nil, nil, err
@@ -130,8 +130,8 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 		for _, c := range caches {
 			c.Close()
 		}
-		closeCoord() // after the fills: they release their leases
-		fr.close()
+		fr.close()   // mirroring requeues its interrupted jobs in redis
+		closeCoord() // after the fills and the jobs: they release their leases
 	}
 	top := metrics.NewTopRepos(0, nil)
 	opts := append([]proxy.Option{proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),

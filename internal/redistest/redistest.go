@@ -1,5 +1,5 @@
 // Package redistest runs a real redis-server for tests, on a free 127.0.0.1
-// port, with persistence off, killed when the test ends.
+// port, with persistence off (unless AppendOnly), killed when the test ends.
 //
 // Start skips the test (saying how to install redis-server) when the binary is
 // missing, unless REDIS_REQUIRE=1: then a missing server fails the test, so CI
@@ -26,14 +26,23 @@ type Server struct {
 	t    testing.TB
 	bin  string
 	dir  string
+	aof  bool
 	mu   sync.Mutex
 	stop func()
 }
 
+// Option configures a server.
+type Option func(*Server)
+
+// AppendOnly turns Redis's append-only file on, synced at every write: data
+// then survives Stop (a SIGKILL) and Restart, as a production Redis holding
+// state should be configured.
+func AppendOnly() Option { return func(s *Server) { s.aof = true } }
+
 // Start runs redis-server on a free loopback port and stops it when the test
 // ends. It skips the test when redis-server is not installed, unless
 // REDIS_REQUIRE=1.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -44,6 +53,9 @@ func Start(t testing.TB) *Server {
 		t.Skip(msg + "; skipping the Redis test (REDIS_REQUIRE=1 makes this a failure)")
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	for _, o := range opts {
+		o(s)
+	}
 	var last error
 	for range 3 { // the free port may be taken between probing and redis's bind
 		port, err := freePort()
@@ -64,8 +76,12 @@ func Start(t testing.TB) *Server {
 func (s *Server) run() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
 	var out bytes.Buffer
-	cmd := exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", s.dir, "--protected-mode", "yes")
+	aof := []string{"--appendonly", "no"}
+	if s.aof {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	cmd := exec.Command(s.bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "",
+		"--dir", s.dir, "--protected-mode", "yes"}, aof...)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
@@ -103,7 +119,7 @@ func (s *Server) run() error {
 }
 
 // Stop kills the server (SIGKILL, as a crash); Restart brings it back on the
-// same address with no data.
+// same address, with no data unless it runs with AppendOnly.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	stop := s.stop

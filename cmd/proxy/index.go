@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
@@ -78,19 +79,9 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 	if err != nil {
 		log.WithError(err).Warn("ignoring registry:2's " + registry2State + ": cannot read it")
 	}
-	var present []scheduler.Entry
-	linked := map[digest.Digest]bool{}
-	err = store.Walk(ctx, func(it storage.Item) {
-		k := itemKey(it)
-		last := it.ModTime
-		if t, ok := adopted[k]; ok {
-			last = t
-		}
-		present = append(present, scheduler.Entry{Key: k, Size: it.Size, LastAccess: last})
-		linked[it.Digest] = true
-	})
+	present, linked, err := walkEntries(ctx, store, adopted)
 	if err != nil {
-		return fmt.Errorf("walk storage: %w", err)
+		return err
 	}
 	added, dropped, err := ix.Reconcile(ctx, present)
 	if err != nil {
@@ -102,6 +93,26 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 		return sweepUnlinked(ctx, store, linked, log)
 	}
 	return nil
+}
+
+// walkEntries lists every stored item as an index entry, last accessed at its
+// link's mtime unless adopted gives a time, and the digests some item links.
+func walkEntries(ctx context.Context, store *storage.Store, adopted map[scheduler.Key]time.Time) ([]scheduler.Entry, map[digest.Digest]bool, error) {
+	var present []scheduler.Entry
+	linked := map[digest.Digest]bool{}
+	err := store.Walk(ctx, func(it storage.Item) {
+		k := itemKey(it)
+		last := it.ModTime
+		if t, ok := adopted[k]; ok {
+			last = t
+		}
+		present = append(present, scheduler.Entry{Key: k, Size: it.Size, LastAccess: last})
+		linked[it.Digest] = true
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("walk storage: %w", err)
+	}
+	return present, linked, nil
 }
 
 // sweepUnlinked deletes the content that no repository links (linked lists

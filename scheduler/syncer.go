@@ -90,10 +90,9 @@ func NewSyncer(ix *Index, sh Shared, opts ...SyncOption) *Syncer {
 func (s *Syncer) Run(ctx context.Context) {
 	t := time.NewTicker(s.every)
 	defer t.Stop()
+	failing := false
 	for {
-		if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
-			s.log.WithError(err).Debug("scheduler: index exchange with the cluster failed; retrying")
-		}
+		failing = s.logOutcome(s.Sync(ctx), failing, ctx.Err() != nil)
 		select {
 		case <-ctx.Done():
 			s.flush()
@@ -101,6 +100,26 @@ func (s *Syncer) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// logOutcome logs the first failure of a streak of failed exchanges and the
+// recovery, each once (a failure every second is not news), and returns
+// whether the streak goes on.
+func (s *Syncer) logOutcome(err error, failing, stopping bool) bool {
+	switch {
+	case stopping:
+		return failing
+	case err == nil:
+		if failing {
+			s.log.WithField("pending", s.ix.Pending()).Info("scheduler: index exchange with the cluster works again")
+		}
+		return false
+	case !failing:
+		s.log.WithError(err).Warn("scheduler: index exchange with the cluster failed; this replica's changes wait, retrying every interval")
+	default:
+		s.log.WithError(err).Debug("scheduler: index exchange with the cluster failed again")
+	}
+	return true
 }
 
 // Sync publishes this replica's changes and merges the others', joining the

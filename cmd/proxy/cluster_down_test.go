@@ -7,10 +7,11 @@ import (
 	"github.com/ocimirror/proxy/internal/redistest"
 	"github.com/ocimirror/proxy/internal/s3test"
 	"github.com/ocimirror/proxy/internal/testregistry"
+	"github.com/ocimirror/proxy/scheduler"
 )
 
 // TestS3ClusterIndexRedisDown: two replicas, A holding the evict lease, TTL
-// 2s. With Redis stopped, B serves hits without the upstream, fetches a miss
+// 3s. With Redis stopped, B serves hits without the upstream, fetches a miss
 // alone, records it and evicts alone (degraded: gauge set, changes pending).
 // Redis comes back empty: both join a new generation of the shared index and
 // converge (A learns what B recorded meanwhile, neither keeps what was
@@ -29,8 +30,11 @@ func TestS3ClusterIndexRedisDown(t *testing.T) {
 	b.pull(t, "cl/w:v1")
 	b.pull(t, "cl/u:v1")
 	waitLimit(t, 10*time.Second, "W and U, pulled through B, in A's index", func() bool { return a.indexed(w) && a.indexed(u) })
+	b.pull(t, "cl/w:v1")
+	wm := w.keys[1]
+	waitLimit(t, 10*time.Second, "B's latest access to W in A's index", func() bool { return sameAccess(a, b, wm) })
 
-	rs.Stop()
+	rs.Stop() // A evicts alone now, W within a TTL: the hit comes before
 	gets := reg.Count("GET", "blobs")
 	b.pull(t, "cl/w:v1")
 	if n := reg.Count("GET", "blobs"); n != gets {
@@ -62,6 +66,13 @@ func TestS3ClusterIndexRedisDown(t *testing.T) {
 	}
 	t.Logf("converged %v after redis restarted: %d entries each", time.Since(restarted), a.ix.Len())
 	oneEvictorAgain(t, rs, a, b, last)
+}
+
+// sameAccess reports whether a and b know the same last access of k.
+func sameAccess(a, b *node, k scheduler.Key) bool {
+	ea, oka := a.ix.Get(k)
+	eb, okb := b.ix.Get(k)
+	return oka && okb && ea.LastAccess.Equal(eb.LastAccess)
 }
 
 // converged reports whether A and B have the same entries, V's among them and

@@ -14,9 +14,11 @@ import (
 	"github.com/ocimirror/proxy/scheduler"
 )
 
-// clusterTTL is the TTL of the cluster eviction tests: short, and twice the
-// default exchange interval of the shared index (1s, the flush interval).
-const clusterTTL = 2 * time.Second
+// clusterTTL is the TTL of the cluster eviction tests: short, yet three times
+// the default exchange interval of the shared index (1s, the flush interval),
+// so that content pulled every 300ms through one replica never looks expired
+// to the evicting one, even on a loaded machine.
+const clusterTTL = 3 * time.Second
 
 // evictLeaseHeld waits until some replica holds the evict lease.
 func evictLeaseHeld(t *testing.T, rs *redistest.Server) {
@@ -29,7 +31,7 @@ func evictLeaseHeld(t *testing.T, rs *redistest.Server) {
 	})
 }
 
-// TestS3ClusterEviction: three replicas on one bucket and one Redis, TTL 2s.
+// TestS3ClusterEviction: three replicas on one bucket and one Redis, TTL 3s.
 // Replica A holds the evict lease; X is pulled again and again only through
 // B, Y once through C, Z once through C while another replica holds the fill
 // lease of one of its layers. After the TTL: Y is deleted, by A alone; X,

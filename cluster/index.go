@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -156,9 +157,24 @@ func (x *SharedIndex) Read(ctx context.Context, pos scheduler.Position, max int)
 	case first > seq+1:
 		return nil, pos, false, fmt.Errorf("read the index log after change %d (the first kept is %d): %w", seq, first, errTrimmed)
 	}
+	cs, cursor := x.changes(msgs, seq)
+	if cursor != "" {
+		pos.Cursor = cursor
+	}
+	return cs, pos, len(msgs) >= max, nil
+}
+
+// changes decodes the log entries msgs, skipping this replica's own, and
+// returns the cursor after the last ("" if none); seq is the sequence
+// number of the entry before them.
+func (x *SharedIndex) changes(msgs []redis.XMessage, seq uint64) ([]scheduler.Change, string) {
 	cs := make([]scheduler.Change, 0, len(msgs))
+	cursor := ""
 	for _, m := range msgs {
-		pos.Cursor = fmt.Sprintf("%s %v", m.ID, m.Values["n"])
+		if n, err := strconv.ParseUint(fmt.Sprint(m.Values["n"]), 10, 64); err == nil {
+			seq = n
+		}
+		cursor = m.ID + " " + strconv.FormatUint(seq, 10)
 		if m.Values["o"] == x.origin {
 			continue
 		}
@@ -169,7 +185,7 @@ func (x *SharedIndex) Read(ctx context.Context, pos scheduler.Position, max int)
 		}
 		cs = append(cs, c)
 	}
-	return cs, pos, len(msgs) >= max, nil
+	return cs, cursor
 }
 
 // errTrimmed is a lost position: changes after it were trimmed from the log.
@@ -194,19 +210,4 @@ func (x *SharedIndex) do(ctx context.Context, op func(context.Context) error) er
 		return fmt.Errorf("redis: %w", err)
 	}
 	return x.r.result(opCtx, err)
-}
-
-// Held reports whether another replica (or this one) holds the lease key now;
-// an error (wrapping ErrUnavailable) means nobody can tell.
-func (r *Redis) Held(ctx context.Context, key string) (bool, error) {
-	opCtx, cancel, err := r.begin(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer cancel()
-	n, err := r.client.Exists(opCtx, Prefix+"lease:"+key).Result()
-	if err = r.result(opCtx, err); err != nil {
-		return false, fmt.Errorf("lease %s: %w", key, err)
-	}
-	return n > 0, nil
 }

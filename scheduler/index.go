@@ -12,6 +12,12 @@
 // upstream's host) and, above a size cap, what was least recently used,
 // through a Deleter the caller supplies; it never evicts what is pinned
 // (WithPinned). Its Plan is the same pass as a dry run.
+//
+// Replicas that share one store share their indexes (share.go): a Syncer
+// publishes what its index recorded, touched and removed through a Shared
+// backend (Redis) and merges the other replicas' changes, so the one replica
+// that evicts (WithClusterLease) plans with the whole cluster's accesses. A
+// single node has no Syncer and pays nothing for it.
 package scheduler
 
 import (

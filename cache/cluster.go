@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/ocimirror/proxy/cluster"
 	"github.com/ocimirror/proxy/upstream"
 )
@@ -55,7 +57,7 @@ func (c *Cache) claimFill(f *fill) (release func(), fromStore bool) {
 	if !c.coord.Clustered() {
 		return noop, false
 	}
-	key := "fill:" + f.dgst.String()
+	key := fillLease(f.dgst)
 	log := c.log.WithField("digest", f.dgst)
 	ctx, cancel := context.WithTimeout(c.ctx, c.clusterWait)
 	defer cancel()
@@ -91,6 +93,10 @@ func (c *Cache) claimFill(f *fill) (release func(), fromStore bool) {
 		}
 	}
 }
+
+// fillLease is the cluster lease of a fill of dgst: its holder fetches the
+// blob for the cluster, and no replica evicts the blob meanwhile.
+func fillLease(dgst digest.Digest) string { return "fill:" + dgst.String() }
 
 // copyStored fills f from the blob another replica committed, verifying it
 // again on the way (what is read from the store is hashed like an upstream

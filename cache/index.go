@@ -46,10 +46,20 @@ func (c *Cache) linkLayer(ctx context.Context, repo repository, dgst digest.Dige
 }
 
 // Deleter carries out the scheduler's evictions on the store. A blob that a fill
-// of any of the caches is writing is in use and stays.
+// of any of the caches is writing is in use and stays, and so is one another
+// replica fills: it holds the blob's fill lease.
 type Deleter struct {
 	Store  *storage.Store
 	Caches []*Cache
+	// Leases, if set, tells whether a replica holds a blob's fill lease
+	// (cluster.Redis). When it cannot tell (Redis unreachable), only this
+	// replica's fills count: the evictor is alone then.
+	Leases LeaseChecker
+}
+
+// LeaseChecker tells whether a cluster lease is held now.
+type LeaseChecker interface {
+	Held(ctx context.Context, key string) (bool, error)
 }
 
 var _ scheduler.Deleter = Deleter{}
@@ -76,5 +86,9 @@ func (d Deleter) InUse(dgst digest.Digest) bool {
 			return true
 		}
 	}
-	return false
+	if d.Leases == nil {
+		return false
+	}
+	held, err := d.Leases.Held(context.Background(), fillLease(dgst))
+	return held && err == nil
 }

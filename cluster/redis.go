@@ -210,6 +210,21 @@ func (r *Redis) renew(k, token string, ttl time.Duration, stop, done, lost chan 
 	}
 }
 
+// Held reports whether another replica (or this one) holds the lease key now;
+// an error (wrapping ErrUnavailable) means nobody can tell.
+func (r *Redis) Held(ctx context.Context, key string) (bool, error) {
+	opCtx, cancel, err := r.begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	n, err := r.client.Exists(opCtx, Prefix+"lease:"+key).Result()
+	if err = r.result(opCtx, err); err != nil {
+		return false, fmt.Errorf("lease %s: %w", key, err)
+	}
+	return n > 0, nil
+}
+
 // WaitReleased subscribes to the key's release channel and polls the key (an
 // expired lease publishes nothing) until it is free or ctx ends.
 func (r *Redis) WaitReleased(ctx context.Context, key string) error {

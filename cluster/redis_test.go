@@ -248,3 +248,29 @@ func TestHoldLost(t *testing.T) {
 		t.Fatal("a lease taken over was not reported lost")
 	}
 }
+
+// TestHeld: Held tells a held lease from a free one, and fails with
+// ErrUnavailable when Redis is down.
+func TestHeld(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	a, b := newCoord(t, s), newCoord(t, s)
+	if held, err := b.Held(ctx, "fill:x"); held || err != nil {
+		t.Fatalf("free lease: held %v, err %v", held, err)
+	}
+	_, release, err := a.Lease(ctx, "fill:x", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, err := b.Held(ctx, "fill:x"); !held || err != nil {
+		t.Fatalf("lease held by another replica: held %v, err %v", held, err)
+	}
+	release()
+	if held, err := b.Held(ctx, "fill:x"); held || err != nil {
+		t.Fatalf("released lease: held %v, err %v", held, err)
+	}
+	s.Stop()
+	if _, err := b.Held(ctx, "fill:x"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("with redis down: %v, want ErrUnavailable", err)
+	}
+}

@@ -21,6 +21,8 @@ type Metrics struct {
 	upstreamBytes *prometheus.CounterVec
 	fills         *prometheus.CounterVec
 	degraded      prometheus.Gauge
+	evicted       *prometheus.CounterVec
+	evictedBytes  prometheus.Counter
 }
 
 // New creates the metrics and registers them with reg.
@@ -48,8 +50,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "proxy_cluster_degraded", Help: "1 while Redis (cluster coordination) is unreachable and this replica fetches alone; 0 otherwise.",
 		}),
+		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_evicted_total", Help: "What this replica's eviction passes deleted: entries by kind (tag, manifest, link) and content (blob: a blob's or manifest's bytes, once per digest).",
+		}, []string{"kind"}),
+		evictedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proxy_evicted_bytes_total", Help: "Bytes of content this replica's eviction passes deleted.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.results, m.servedBytes, m.upstreamBytes, m.fills, m.degraded)
+	reg.MustRegister(m.requests, m.duration, m.results, m.servedBytes, m.upstreamBytes, m.fills, m.degraded,
+		m.evicted, m.evictedBytes)
 	return m
 }
 
@@ -90,6 +99,19 @@ func (m *Metrics) ClusterDegraded(degraded bool) {
 	} else {
 		m.degraded.Set(0)
 	}
+}
+
+// Evicted counts what one eviction pass deleted: tag, manifest and blob link
+// entries, and contents (blobs) of bytes in all.
+func (m *Metrics) Evicted(tags, manifests, links, blobs int, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.evicted.WithLabelValues("tag").Add(float64(tags))
+	m.evicted.WithLabelValues("manifest").Add(float64(manifests))
+	m.evicted.WithLabelValues("link").Add(float64(links))
+	m.evicted.WithLabelValues("blob").Add(float64(blobs))
+	m.evictedBytes.Add(float64(bytes))
 }
 
 // Handler serves the registry's metrics in the Prometheus text format.

@@ -56,6 +56,9 @@ type Evictor struct {
 
 	lease    Leaser        // nil: this evictor is alone (single node)
 	leaseTTL time.Duration // life of the evict lease without renewal
+
+	refresh func(ctx context.Context) error // before each pass of Run; nil: none
+	onPass  func(Stats)                     // after each pass of Run; nil: none
 }
 
 // EvictLease is the cluster-wide lease whose holder is the one replica that
@@ -119,6 +122,20 @@ func WithClusterLease(l Leaser, ttl time.Duration) EvictOption {
 	}
 }
 
+// WithRefresh makes Run call refresh before each pass, so that the pass plans
+// with the latest state: Syncer.Pull merges the other replicas' accesses
+// published since the last exchange. An error is logged and the pass runs
+// with what the index has.
+func WithRefresh(refresh func(ctx context.Context) error) EvictOption {
+	return func(ev *Evictor) { ev.refresh = refresh }
+}
+
+// WithPassReport makes Run call report with the Stats of each pass it ran
+// (for metrics). It is called from Run's goroutine.
+func WithPassReport(report func(Stats)) EvictOption {
+	return func(ev *Evictor) { ev.onPass = report }
+}
+
 // NewEvictor returns an evictor of ix that deletes through d. It logs with the
 // index's logger. An index has one evictor: a second replaces the first's
 // wake-ups.
@@ -161,10 +178,7 @@ func (ev *Evictor) Run(ctx context.Context) {
 			}
 			continue
 		}
-		now := ev.ix.now()
-		st, err := ev.EvictOnce(ctx, now)
-		ev.report(st, err)
-		ev.warnPinnedOverCap(st)
+		now := ev.runPass(ctx)
 		wait, stuck := ev.nextWait(now)
 		wake := ev.wake
 		if stuck {
@@ -183,6 +197,24 @@ func (ev *Evictor) Run(ctx context.Context) {
 		case <-l.lost:
 		}
 	}
+}
+
+// runPass is one pass of Run: refreshed from the cluster, reported. It
+// returns the time the pass ran at.
+func (ev *Evictor) runPass(ctx context.Context) time.Time {
+	if ev.refresh != nil {
+		if err := ev.refresh(ctx); err != nil && ctx.Err() == nil {
+			ev.log.WithError(err).Debug("scheduler: index not refreshed from the cluster before the pass")
+		}
+	}
+	now := ev.ix.now()
+	st, err := ev.EvictOnce(ctx, now)
+	ev.report(st, err)
+	if ev.onPass != nil {
+		ev.onPass(st)
+	}
+	ev.warnPinnedOverCap(st)
+	return now
 }
 
 // leadership is Run's hold on the evict lease.

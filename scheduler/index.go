@@ -12,12 +12,19 @@
 // upstream's host) and, above a size cap, what was least recently used,
 // through a Deleter the caller supplies; it never evicts what is pinned
 // (WithPinned). Its Plan is the same pass as a dry run.
+//
+// Replicas that share one store share their indexes (share.go): a Syncer
+// publishes what its index recorded, touched and removed through a Shared
+// backend (Redis) and merges the other replicas' changes, so the one replica
+// that evicts (WithClusterLease) plans with the whole cluster's accesses. A
+// single node has no Syncer and pays nothing for it.
 package scheduler
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +67,10 @@ type Index struct {
 	limit    int64                     // the evictor's size cap; 0 if none
 	wake     chan struct{}             // the evictor's wake-up, nil if none
 	closed   bool
+
+	sharing bool     // a Syncer publishes this index's changes (outbox.go)
+	outbox  []*entry // entries recorded or touched here since the last publish
+	outDels []Change // removals made here since the last publish
 
 	flushMu sync.Mutex // one flush at a time, so an older snapshot never overwrites a newer one
 	quit    chan struct{}
@@ -152,6 +163,7 @@ func (ix *Index) Record(e Entry) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	x := ix.merge(e)
+	ix.share(x)
 	if x.prev == &x.lane.list.root || (ix.limit > 0 && ix.total > ix.limit) {
 		ix.signal() // a new oldest entry of its lane, or the size cap is exceeded
 	}
@@ -191,6 +203,7 @@ func (ix *Index) Touch(k Key) {
 	if x, ok := ix.entries[k.id()]; ok && now > x.access {
 		x.lane.list.moveTo(x, now)
 		ix.markDirty(x)
+		ix.share(x)
 	}
 	ix.mu.Unlock()
 }
@@ -202,6 +215,7 @@ func (ix *Index) Remove(keys ...Key) error {
 	for _, k := range keys {
 		if x, ok := ix.entries[k.id()]; ok {
 			ix.forget(x)
+			ix.shareRemoval(x)
 		}
 	}
 	ix.mu.Unlock()
@@ -248,6 +262,13 @@ func (ix *Index) NextExpiry() (time.Time, bool) { return ix.nextExpiry(nil) }
 // Call it before the cache serves: an item stored after present was gathered
 // would be dropped.
 func (ix *Index) Reconcile(ctx context.Context, present []Entry) (added, dropped int, err error) {
+	return ix.reconcile(ctx, present, math.MaxInt64)
+}
+
+// reconcile is Reconcile, keeping the entries not present whose last access
+// is keepSince or later (Unix nanoseconds): while replicas serve, content
+// stored or pulled after present was gathered is not dropped.
+func (ix *Index) reconcile(ctx context.Context, present []Entry, keepSince int64) (added, dropped int, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, fmt.Errorf("reconcile: %w", err)
 	}
@@ -264,12 +285,15 @@ func (ix *Index) Reconcile(ctx context.Context, present []Entry) (added, dropped
 			ix.correct(x, p)
 			continue
 		}
-		ix.add(&entry{id: p.id(), target: p.Digest, size: max(p.Size, 0), access: accessOr(p.LastAccess, now)})
+		x := &entry{id: p.id(), target: p.Digest, size: max(p.Size, 0), access: accessOr(p.LastAccess, now)}
+		ix.add(x)
+		ix.share(x)
 		added++
 	}
 	for i, x := range ix.entries {
-		if _, ok := seen[i]; !ok {
+		if _, ok := seen[i]; !ok && x.access < keepSince {
 			ix.forget(x)
+			ix.shareRemoval(x)
 			dropped++
 		}
 	}
@@ -296,10 +320,12 @@ func (ix *Index) correct(x *entry, p Entry) {
 		x.target = p.Digest
 		ix.addRefs(x)
 		ix.markDirty(x)
+		ix.share(x)
 	}
 	if x.id.kind != KindTag && p.Size > 0 && p.Size != x.size {
 		ix.resize(x, p.Size)
 		ix.markDirty(x)
+		ix.share(x)
 	}
 }
 

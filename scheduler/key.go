@@ -163,3 +163,25 @@ func decodeRecord(k, v []byte) (record, error) {
 	}
 	return r, nil
 }
+
+// Identity names k's entry as a string, the same whatever its state (a tag's
+// target is not part of it): what a shared copy of the index keys entries by.
+// ParseIdentity reads it back.
+func (k Key) Identity() string { return string(k.id().encode()) }
+
+// ParseIdentity returns the key an Identity names; target is the digest a tag
+// points at (ignored for a blob or manifest, whose digest is its identity).
+func ParseIdentity(s string, target digest.Digest) (Key, error) {
+	i, err := decodeID([]byte(s))
+	if err != nil {
+		return Key{}, err
+	}
+	k := Key{Kind: i.kind, Repo: i.repo, Digest: digest.Digest(i.ref)}
+	if i.kind == KindTag {
+		k.Tag, k.Digest = i.ref, target
+	}
+	if err := k.validate(); err != nil {
+		return Key{}, fmt.Errorf("entry %q: %w", s, err)
+	}
+	return k, nil
+}

@@ -15,8 +15,9 @@ type entry struct {
 	access int64 // last access, Unix nanoseconds
 	lane   *lane // the entries of its TTL; set by Index.add
 
-	dirty bool // changed since the last flush, queued in Index.dirty
-	gone  bool // removed from the index; a queued flush skips it
+	dirty  bool // changed since the last flush, queued in Index.dirty
+	gone   bool // removed from the index; a queued flush skips it
+	queued bool // changed here since the last publish, queued in Index.outbox
 
 	prev, next *entry // neighbours in the lru list
 }

@@ -182,6 +182,8 @@ func (ix *Index) drop(v victim) bool {
 	if !ix.isCurrent(v) {
 		return false
 	}
-	ix.forget(ix.entries[v.id()])
+	x := ix.entries[v.id()]
+	ix.forget(x)
+	ix.shareRemoval(x)
 	return true
 }

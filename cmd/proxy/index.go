@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
@@ -78,9 +79,41 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 	if err != nil {
 		log.WithError(err).Warn("ignoring registry:2's " + registry2State + ": cannot read it")
 	}
+	start := time.Now()
+	present, linked, err := walkEntries(ctx, store, adopted)
+	if err != nil {
+		return err
+	}
+	added, dropped, err := ix.Reconcile(ctx, present)
+	if err != nil {
+		return fmt.Errorf("reconcile index: %w", err)
+	}
+	log.WithFields(logrus.Fields{"entries": ix.Len(), "added": added, "dropped": dropped,
+		"bytes": ix.TotalSize(), "registry2_expiries": len(adopted)}).Info("cache index reconciled with storage")
+	if sweep {
+		var spare time.Time
+		if cfg.Redis.Enabled() {
+			// Other replicas fill meanwhile: content stored lately may be
+			// linked after its repository was walked.
+			spare = start.Add(-sweepMargin)
+		}
+		return sweepUnlinked(ctx, store, linked, spare, log)
+	}
+	return nil
+}
+
+// sweepMargin is how old unlinked content must be before a replica of a
+// cluster sweeps it at start: another replica's fill commits a blob and links
+// it moments later, and the clocks of the replicas and the object store may
+// differ by a little.
+const sweepMargin = 10 * time.Minute
+
+// walkEntries lists every stored item as an index entry, last accessed at its
+// link's mtime unless adopted gives a time, and the digests some item links.
+func walkEntries(ctx context.Context, store *storage.Store, adopted map[scheduler.Key]time.Time) ([]scheduler.Entry, map[digest.Digest]bool, error) {
 	var present []scheduler.Entry
 	linked := map[digest.Digest]bool{}
-	err = store.Walk(ctx, func(it storage.Item) {
+	err := store.Walk(ctx, func(it storage.Item) {
 		k := itemKey(it)
 		last := it.ModTime
 		if t, ok := adopted[k]; ok {
@@ -90,18 +123,9 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 		linked[it.Digest] = true
 	})
 	if err != nil {
-		return fmt.Errorf("walk storage: %w", err)
+		return nil, nil, fmt.Errorf("walk storage: %w", err)
 	}
-	added, dropped, err := ix.Reconcile(ctx, present)
-	if err != nil {
-		return fmt.Errorf("reconcile index: %w", err)
-	}
-	log.WithFields(logrus.Fields{"entries": ix.Len(), "added": added, "dropped": dropped,
-		"bytes": ix.TotalSize(), "registry2_expiries": len(adopted)}).Info("cache index reconciled with storage")
-	if sweep {
-		return sweepUnlinked(ctx, store, linked, log)
-	}
-	return nil
+	return present, linked, nil
 }
 
 // sweepUnlinked deletes the content that no repository links (linked lists
@@ -109,10 +133,14 @@ func reconcile(ctx context.Context, ix *scheduler.Index, store *storage.Store, c
 // ever free it: it is what a process killed between an eviction's unlinking
 // and its deleting, or between a fill's commit and its link, leaves behind. A
 // pull would fetch it again.
-func sweepUnlinked(ctx context.Context, store *storage.Store, linked map[digest.Digest]bool, log *logrus.Entry) error {
+//
+// Content stored after spare (zero: no such limit) is spared: in a cluster,
+// it may be another replica's fill, committed but not linked yet when its
+// repository was walked.
+func sweepUnlinked(ctx context.Context, store *storage.Store, linked map[digest.Digest]bool, spare time.Time, log *logrus.Entry) error {
 	var unlinked []digest.Digest
 	if err := store.Blobs(ctx, func(b storage.BlobInfoAt) {
-		if !linked[b.Digest] {
+		if !linked[b.Digest] && (spare.IsZero() || b.ModTime.Before(spare)) {
 			unlinked = append(unlinked, b.Digest)
 		}
 	}); err != nil {

@@ -124,9 +124,11 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	}
 	caches := distinct(byHost)
 	registerCaches(reg, caches)
-	stopEviction := startEviction(cfg, ix, store, caches, coord, log)
+	syncer, stopSync := startIndexSync(ix, store, coord, reg, log)
+	stopEviction := startEviction(cfg, ix, store, caches, coord, syncer, m, log)
 	stop := func() {
 		stopEviction()
+		stopSync() // after the last pass: its removals are published
 		for _, c := range caches {
 			c.Close()
 		}
@@ -236,27 +238,6 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 			"anyone who reaches the mirror can pull its content")
 	}
 	return def, byHost, nil
-}
-
-// startEviction runs the evictor when storage.delete.enabled; the returned func
-// stops it and waits for the pass in progress. In a cluster (coord clustered)
-// only the replica holding the evict lease runs passes.
-func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store, caches []*cache.Cache, coord cluster.Coordinator, log *logrus.Entry) func() {
-	if !cfg.Storage.Delete.Enabled {
-		log.Warn("storage.delete.enabled is false: nothing is ever evicted and the cache grows without bound")
-		return func() {}
-	}
-	opts := evictorOptions(cfg)
-	if h, ok := coord.(cluster.Holder); ok && coord.Clustered() {
-		opts = append(opts, scheduler.WithClusterLease(h, 0))
-	}
-	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store, Caches: caches}, opts...)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); ev.Run(ctx) }()
-	log.WithFields(logrus.Fields{"ttl": ttlSummary(cfg), "maxsize": cfg.Proxy.MaxSize.String(),
-		"pins": len(cfg.Proxy.Pin), "clustered": coord.Clustered()}).Info("eviction enabled")
-	return func() { cancel(); <-done }
 }
 
 // newUpstream builds an upstream client; timeouts, retries and limits are the

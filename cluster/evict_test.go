@@ -1,20 +1,25 @@
-package scheduler
+package cluster
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
 
-	"github.com/ocimirror/proxy/cluster"
 	"github.com/ocimirror/proxy/internal/redistest"
+	"github.com/ocimirror/proxy/scheduler"
 )
 
 // clusterEvictor is one replica's evictor in TestRunOnceInCluster: its own
 // index and deleter, the shared Redis.
 type clusterEvictor struct {
-	ix     *Index
+	ix     *scheduler.Index
 	d      *fakeDeleter
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -22,16 +27,13 @@ type clusterEvictor struct {
 
 func startClusterEvictor(t *testing.T, rs *redistest.Server, ttl time.Duration, content ...string) *clusterEvictor {
 	t.Helper()
-	coord := cluster.NewRedis(redis.NewClient(&redis.Options{Addr: rs.Addr, DialTimeout: 300 * time.Millisecond,
-		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond, MaxRetries: -1}),
-		cluster.WithLogger(quietLogger()))
-	t.Cleanup(func() { coord.Close() })
-	ix, _ := openTest(t, WithTTL(100*time.Millisecond))
+	coord := newCoord(t, rs, WithLogger(quietLogger()))
+	ix := openIndex(t, scheduler.WithTTL(100*time.Millisecond))
 	for _, c := range content {
-		ix.Record(Entry{Key: blobKey("r", c), Size: 1})
+		ix.Record(scheduler.Entry{Key: blobKey("r", c), Size: 1})
 	}
-	ce := &clusterEvictor{ix: ix, d: newFakeDeleter(), done: make(chan struct{})}
-	ev := NewEvictor(ix, ce.d, WithClusterLease(coord, ttl))
+	ce := &clusterEvictor{ix: ix, d: &fakeDeleter{}, done: make(chan struct{})}
+	ev := scheduler.NewEvictor(ix, ce.d, scheduler.WithClusterLease(coord, ttl))
 	ctx, cancel := context.WithCancel(context.Background())
 	ce.cancel = cancel
 	go func() { defer close(ce.done); ev.Run(ctx) }()
@@ -117,4 +119,65 @@ func TestRunOnceInCluster(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func quietLogger() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+// openIndex opens an index in a temporary directory, closed when the test ends.
+func openIndex(t *testing.T, opts ...scheduler.Option) *scheduler.Index {
+	t.Helper()
+	ix, err := scheduler.Open(filepath.Join(t.TempDir(), "scheduler.db"), append([]scheduler.Option{scheduler.WithLogger(quietLogger())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ix.Close() })
+	return ix
+}
+
+func dgst(s string) digest.Digest { return digest.FromString(s) }
+
+func blobKey(repo, content string) scheduler.Key {
+	return scheduler.Key{Kind: scheduler.KindBlob, Repo: repo, Digest: dgst(content)}
+}
+
+func callBlob(content string) string { return fmt.Sprintf("blob %s", dgst(content)) }
+
+// fakeDeleter records the deletions asked of it; inUse content stays.
+type fakeDeleter struct {
+	mu    sync.Mutex
+	calls []string
+	inUse map[digest.Digest]bool
+}
+
+func (f *fakeDeleter) call(c string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, c)
+	return nil
+}
+
+func (f *fakeDeleter) DeleteTag(_ context.Context, repo, tag string) error {
+	return f.call(fmt.Sprintf("tag %s:%s", repo, tag))
+}
+
+func (f *fakeDeleter) DeleteManifest(_ context.Context, repo string, d digest.Digest) error {
+	return f.call(fmt.Sprintf("manifest %s@%s", repo, d))
+}
+
+func (f *fakeDeleter) UnlinkBlob(_ context.Context, repo string, d digest.Digest) error {
+	return f.call(fmt.Sprintf("unlink %s@%s", repo, d))
+}
+
+func (f *fakeDeleter) DeleteBlob(_ context.Context, d digest.Digest) error {
+	return f.call(fmt.Sprintf("blob %s", d))
+}
+
+func (f *fakeDeleter) InUse(d digest.Digest) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inUse[d]
 }

@@ -67,17 +67,13 @@ func startReplicas(t *testing.T, bin string, srv *s3test.Server, rs *redistest.S
 func replicaConfig(srv *s3test.Server, rs *redistest.Server, addr, upstreamURL, state string) string {
 	return fmt.Sprintf(`version: 0.1
 log: {level: info}
-storage:
-  s3:
-%s  delete: {enabled: true}
-  redirect: {disable: true}
-http: {addr: %q}
+%shttp: {addr: %q}
 proxy:
   remoteurl: %s
   statedirectory: %s
 redis:
   addrs: [%q]
-`, srv.YAML(clusterRoot, "    "), addr, upstreamURL, state, rs.Addr)
+`, srv.ProxyStorage(clusterRoot), addr, upstreamURL, state, rs.Addr)
 }
 
 // start runs the replica's binary and waits until it answers /v2/.

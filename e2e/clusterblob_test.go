@@ -149,3 +149,12 @@ func slowest(ps []pull) time.Duration {
 	}
 	return m
 }
+
+// slowestOn returns the longest of the pulls' times on each of n replicas.
+func slowestOn(ps []pull, n int) []time.Duration {
+	out := make([]time.Duration, n)
+	for _, p := range ps {
+		out[p.replica] = max(out[p.replica], p.took.Round(time.Millisecond))
+	}
+	return out
+}

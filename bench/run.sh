@@ -16,7 +16,7 @@ OUT=${OUT:-$ROOT/bench/out}
 if [[ ${QUICK:-0} == 1 ]]; then
   : "${WARM_MIB:=16 64}" "${COLD_MIB:=64}" "${HERD_MIB:=16}" "${RATE_MIB:=50}"
   : "${REPEAT:=2}" "${WRK_SECONDS:=3}" "${MIN_RUN_MIB:=128}" "${TTFB_N:=3}"
-  : "${IMAGE_LAYERS:=4}" "${IMAGE_LAYER_MIB:=4}" "${IMAGES:=2}"
+  : "${IMAGE_LAYERS:=4}" "${IMAGE_LAYER_MIB:=4}" "${IMAGES:=2}" "${CLUSTER_MIB:=32}"
 fi
 WARM_MIB=${WARM_MIB:-128 512}      # warm blob sizes
 CONC=${CONC:-1 8 32}               # concurrent clients for warm blobs
@@ -34,9 +34,14 @@ TAGFRESHNESS_ALT=${TAGFRESHNESS_ALT:-1s}  # extra manifest row with this window 
 IMAGE_LAYERS=${IMAGE_LAYERS:-8}
 IMAGE_LAYER_MIB=${IMAGE_LAYER_MIB:-16}
 IMAGES=${IMAGES:-5}                # cold image pull: median over this many distinct images
+CLUSTER=${CLUSTER:-1}              # 1: also 3 replicas on S3 (versitygw + Redis) vs 1 on disk (issue 9)
+CLUSTER_MIB=${CLUSTER_MIB:-128}    # the cluster's warm blob
+CLUSTER_CONC=${CLUSTER_CONC:-8}    # its warm clients, round-robin over the replicas
+CLUSTER_REDIRECT=${CLUSTER_REDIRECT:-0}  # 1: replicas answer hits 307 to versitygw (the default); 0: they stream them
 PORT_BASE=${PORT_BASE:-18500}
 REGISTRY_VERSION=${REGISTRY_VERSION:-v3.1.2}
 CRANE_VERSION=${CRANE_VERSION:-v0.22.1}
+VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}
 # Warm blob runs pin the servers to SERVER_CPUS and the client to CLIENT_CPUS (default:
 # first half / second half of the cores), which makes them far less noisy; PIN=0 turns it off.
 PIN=${PIN:-1}
@@ -148,7 +153,9 @@ fi
 rm -rf "$OUT/raw" "$OUT/logs" "$OUT"/*.pprof
 mkdir -p "$TMP/logs" "$TMP/bin" "$OUT/raw" "$CACHE"
 missing=()
-for pair in nginx:nginx-light wrk:wrk curl:curl jq:jq; do
+tools=(nginx:nginx-light wrk:wrk curl:curl jq:jq)
+[[ $CLUSTER != 1 ]] || tools+=(redis-server:redis-server)
+for pair in "${tools[@]}"; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then
@@ -177,22 +184,34 @@ if [[ ! -x $REGISTRY ]]; then
     go get "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" 2>"$TMP/logs/regbuild.log" &&
     go build -o "$REGISTRY" github.com/distribution/distribution/v3/cmd/registry)
 fi
-CRANE=$CACHE/crane-$CRANE_VERSION
-if [[ ! -x $CRANE ]]; then
-  log "installing crane $CRANE_VERSION"
-  GOBIN=$TMP/bin go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
-  mv "$TMP/bin/crane" "$CRANE"
+# cached_tool NAME PACKAGE VERSION: a Go command installed once into $CACHE as
+# NAME-VERSION; prints its path.
+cached_tool() {
+  local path=$CACHE/$1-$3
+  if [[ ! -x $path ]]; then
+    log "installing $1 $3"
+    GOBIN=$TMP/bin go install "$2@$3" >&2
+    mv "$TMP/bin/$1" "$path"
+  fi
+  echo "$path"
+}
+CRANE=$(cached_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION")
+if [[ $CLUSTER == 1 ]]; then # one on PATH (.ci/test installs it) saves a 3-minute build
+  VERSITYGW=$(command -v versitygw || cached_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION")
 fi
 
 # ---- servers --------------------------------------------------------------------------
 UP_PORT=$PORT_BASE; TAP_PORT=$((PORT_BASE + 1)); P_PORT=$((PORT_BASE + 2))
 P_DEBUG=$((PORT_BASE + 3)); D_PORT=$((PORT_BASE + 4)); N_PORT=$((PORT_BASE + 5)); PF_PORT=$((PORT_BASE + 6))
-for p in $UP_PORT $TAP_PORT $P_PORT $P_DEBUG $D_PORT $N_PORT $PF_PORT; do
+S3_PORT=$((PORT_BASE + 7)); REDIS_PORT=$((PORT_BASE + 8)); R_PORTS=($((PORT_BASE + 9)) $((PORT_BASE + 10)) $((PORT_BASE + 11)))
+for p in $UP_PORT $TAP_PORT $P_PORT $P_DEBUG $D_PORT $N_PORT $PF_PORT $S3_PORT $REDIS_PORT "${R_PORTS[@]}"; do
   port_free "$p" || die "port $p is in use (set PORT_BASE)"
 done
 UP=http://127.0.0.1:$UP_PORT; TAP=http://127.0.0.1:$TAP_PORT
 P=http://127.0.0.1:$P_PORT; D=http://127.0.0.1:$D_PORT; N=http://127.0.0.1:$N_PORT
 P_DATA=$TMP/proxy-data; D_DATA=$TMP/dist-data
+S3=http://127.0.0.1:$S3_PORT; S3_KEY=benchaccess; S3_SECRET=bench-secret-key
+S3_DATA=$TMP/s3/cache/cache # versitygw's posix backend: bucket "cache", the replicas' prefix /cache
 export OTEL_TRACES_EXPORTER=none # distribution: no trace collector here
 
 cat >"$TMP/upstream.yml" <<EOF
@@ -210,18 +229,28 @@ storage:
 http: {addr: 127.0.0.1:$D_PORT}
 proxy: {remoteurl: $TAP, ttl: 168h}
 EOF
-proxy_config() { # PORT DATA TAGFRESHNESS [DEBUG_PORT]
+# proxy_config PORT DATA TAGFRESHNESS [DEBUG_PORT]: DATA is the filesystem root, or
+# s3:STATEDIR for a replica of the cluster (the bucket, Redis, its own state directory).
+proxy_config() {
+  local storage="  filesystem: {rootdirectory: $2}" state=
+  if [[ $2 == s3:* ]]; then
+    storage="  s3: {bucket: cache, rootdirectory: /cache, region: us-east-1, regionendpoint: \"$S3\",
+    forcepathstyle: true, secure: false, v4auth: true, accesskey: $S3_KEY, secretkey: $S3_SECRET}
+  redirect: {disable: $([[ $CLUSTER_REDIRECT == 1 ]] && echo false || echo true)}
+redis: {addrs: [\"127.0.0.1:$REDIS_PORT\"]}"
+    state=", statedirectory: ${2#s3:}"
+  fi
   cat <<EOF
 version: 0.1
 log: {level: info}
 storage:
-  filesystem: {rootdirectory: $2}
+$storage
 http:
   addr: 127.0.0.1:$1
   draintimeout: 1s
 EOF
   [[ -z ${4:-} ]] || echo "  debug: {addr: 127.0.0.1:$4}"
-  echo "proxy: {remoteurl: $TAP, tagfreshness: $3}"
+  echo "proxy: {remoteurl: $TAP, tagfreshness: $3$state}"
 }
 proxy_config "$P_PORT" "$P_DATA" 0s "$P_DEBUG" >"$TMP/proxy.yml"
 # nginx gets as many workers as the servers have cores (all of them when unpinned).
@@ -276,6 +305,7 @@ for r in $(seq "$HERD_RUNS"); do
   for v in t u; do blobs+=("single_$v$r=$HERD_MIB" "herd_$v$r=$HERD_MIB"); done
 done
 for i in $(seq "$TTFB_N"); do blobs+=("ttfb$i=1"); done
+[[ $CLUSTER != 1 ]] || blobs+=("cl_warm=$CLUSTER_MIB" "cl_cold1_S=$COLD_MIB" "cl_cold1_P=$COLD_MIB" "cl_cold3_S=$COLD_MIB" "cl_cold3_P=$COLD_MIB")
 log "seeding the upstream: ${blobs[*]} (MiB); $IMAGES images of $IMAGE_LAYERS x $IMAGE_LAYER_MIB MiB layers"
 "$BIN/seed" -registry "$UP" -repo bench/blobs -image bench/image -images "$IMAGES" \
   -layers "$IMAGE_LAYERS" -layer-mib "$IMAGE_LAYER_MIB" "${blobs[@]}" >"$TMP/seed.txt"
@@ -478,6 +508,83 @@ for srv in U P D; do
 done
 for srv in P D; do R[rss-img-$srv]=$(hwm_mib ${PIDS[$srv]}); done
 
+# ---- 6. a cluster: 3 replicas on S3 vs 1 replica on disk (issue 9) -------------------------------
+# Three processes of the same binary, each with its own state directory, on one versitygw
+# bucket (posix backend) and one redis-server; no load balancer: clients are spread
+# round-robin over the replicas (get with one URL per replica). The disk side is the proxy
+# of the scenarios above.
+cluster_start() {
+  local i
+  mkdir -p "$TMP/s3" "$TMP/redis"
+  start s3 "$VERSITYGW" --access "$S3_KEY" --secret "$S3_SECRET" --region us-east-1 \
+    --port "127.0.0.1:$S3_PORT" --quiet posix "$TMP/s3"
+  start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/redis"
+  wait_port "$S3_PORT" 30; wait_port "$REDIS_PORT" 10
+  curl -sf -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user "$S3_KEY:$S3_SECRET" \
+    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$S3/cache" >/dev/null ||
+    die "versitygw: cannot create the bucket (see logs/s3.log)"
+  for i in "${!R_PORTS[@]}"; do
+    proxy_config "${R_PORTS[$i]}" "s3:$TMP/replica$i" 0s >"$TMP/replica$i.yml"
+    start "replica$i" "$BIN/proxy" serve "$TMP/replica$i.yml"
+  done
+  for i in "${!R_PORTS[@]}"; do wait_http "http://127.0.0.1:${R_PORTS[$i]}/v2/" 30; done
+}
+# urls SERVER BLOB: the blob's URL on each replica (S) or on the disk proxy (P).
+urls() {
+  local p
+  if [[ $1 == P ]]; then blob_url "$P" "$2"; return; fi
+  for p in "${R_PORTS[@]}"; do blob_url "http://127.0.0.1:$p" "$2"; done
+}
+cluster_pids() { local i; for i in "${!R_PORTS[@]}"; do echo "${PID[replica$i]}"; done; echo "${PID[s3]}"; }
+# cluster_warm: fill the blob through replica 0 and the disk proxy (verified), check a hit
+# on every replica goes nowhere upstream, then REPEAT paired rounds of CLUSTER_CONC clients.
+cluster_warm() {
+  local b=cl_warm sum=${DIG[cl_warm]#sha256:} c=$CLUSTER_CONC s=$CLUSTER_MIB rounds rep srv out ratios=()
+  get "fill-S-$b" -c 1 -sha256 "$sum" "$(urls S $b | head -1)" >/dev/null
+  get "fill-P-$b" -c 1 -sha256 "$sum" "$(urls P $b)" >/dev/null
+  wait_file "$(blob_path "$S3_DATA" $b)" 120; wait_file "$(blob_path "$P_DATA" $b)" 120
+  sync
+  tap reset
+  get "hit-S-$b" -c "${#R_PORTS[@]}" -sha256 "$sum" $(urls S $b) >/dev/null
+  [[ $(tap_blob_gets) == 0 ]] || log "WARNING: a warm blob GET of the cluster went upstream"
+  pin "$SERVER_CPUS" $(cluster_pids) ${PIDS[P]}
+  rounds=$(( (MIN_RUN_MIB + c * s - 1) / (c * s) ))
+  R[clwarm-S]=0; R[clwarm-P]=0
+  for rep in $(seq "$REPEAT"); do
+    declare -A rate=()
+    for srv in S P; do
+      out=$(get "warm-cluster-$srv-$rep" $CLIENT_PIN -c "$c" -n "$rounds" -size "${SIZE[$b]}" $(urls $srv $b))
+      rate[$srv]=$(jq .mib_s <<<"$out"); R[clwarm-$srv]=$(max "${rate[$srv]}" "${R[clwarm-$srv]}")
+    done
+    ratios+=("$(calc "${rate[S]} / ${rate[P]}")")
+  done
+  pin "0-$((NCPU - 1))" $(cluster_pids) ${PIDS[P]}
+  R[clwarmratio]=$(median "${ratios[@]}")
+  log "  warm $s MiB c=$c: 3×S3 $(f "${R[clwarm-S]}" %.0f), 1×disk $(f "${R[clwarm-P]}" %.0f) MiB/s; paired 3×S3/1×disk $(printf '%.2f ' "${ratios[@]}")"
+}
+# cluster_cold N: N clients at once (round-robin over the replicas) GET a cold COLD_MIB
+# blob with the upstream at RATE_MIB; the slowest client's total time and the upstream GETs.
+cluster_cold() {
+  local n=$1 srv b out
+  tap "rate?mib=$RATE_MIB"
+  for srv in S P; do
+    b=cl_cold${n}_$srv
+    tap reset
+    out=$(get "cold$n-cluster-$srv" -c "$n" -sha256 "${DIG[$b]#sha256:}" $(urls $srv $b))
+    R[clcold$n-$srv]=$(jq .max_s <<<"$out"); R[clcoldup$n-$srv]=$(tap_blob_gets)
+  done
+  tap "rate?mib=0"
+  R[clcoldratio$n]=$(calc "${R[clcold$n-S]} / ${R[clcold$n-P]}")
+  log "  cold $COLD_MIB MiB, $n client(s): 3×S3 $(f "${R[clcold$n-S]}" %.2f) s (${R[clcoldup$n-S]} upstream GETs), 1×disk $(f "${R[clcold$n-P]}" %.2f) s (${R[clcoldup$n-P]})"
+}
+if [[ $CLUSTER == 1 ]]; then
+  log "cluster: 3 replicas on S3 (versitygw, redis-server) vs 1 on disk"
+  cluster_start
+  cluster_warm
+  cluster_cold 1
+  cluster_cold 3
+fi
+
 # ---- table ---------------------------------------------------------------------------------
 ok() { if awk "BEGIN {exit !($1)}"; then echo "✓"; else echo "✗"; fi; }
 row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
@@ -547,6 +654,17 @@ row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
     row "crane pull, $IMAGE_LAYERS × $IMAGE_LAYER_MIB MiB layers, $k, $lbl (s)" "$(f "$p" %.2f)" "$(f "$d" %.2f)" \
       "$(f "$u" %.2f) direct" "$(f "$(calc "$p / $d")" %.2f)× dist" "—"
   done
+  if [[ $CLUSTER == 1 ]]; then
+    hits="hits streamed by the replicas"; [[ $CLUSTER_REDIRECT != 1 ]] || hits="hits 307 to versitygw"
+    row "3 replicas on S3 (versitygw; $hits) vs 1 on disk: warm $CLUSTER_MIB MiB, c=$CLUSTER_CONC round-robin (MiB/s, best of $REPEAT)" \
+      "$(f "${R[clwarm-S]}" %.0f) 3×S3 / $(f "${R[clwarm-P]}" %.0f) 1×disk" "—" "—" "$(f "${R[clwarmratio]}" %.2f)× 1×disk" "—"
+    for n in 1 3; do
+      who="1 client (replica 0)"; [[ $n == 1 ]] || who="$n clients, one per replica"
+      row "… cold $COLD_MIB MiB, upstream $RATE_MIB MiB/s, $who: slowest total (s; upstream GETs)" \
+        "$(f "${R[clcold$n-S]}" %.2f) (${R[clcoldup$n-S]}) 3×S3 / $(f "${R[clcold$n-P]}" %.2f) (${R[clcoldup$n-P]}) 1×disk" \
+        "—" "—" "$(f "${R[clcoldratio$n]}" %.2f)× 1×disk" "—"
+    done
+  fi
 } >"$OUT/results.md"
 cat "$OUT/results.md"
 log "done: $OUT/results.md (raw data in $OUT/raw, server logs in $OUT/logs)"

@@ -2,9 +2,11 @@
 
 // Package e2e drives the built proxy binary with real clients over loopback:
 // crane, skopeo, containerd (ctr), podman, dockerd and the OCI conformance
-// suite. Run with: go test -tags e2e ./e2e/ (as root, for the daemons). crane
-// and skopeo are required; a test whose other client is missing skips, unless
-// E2E_REQUIRE_CLIENTS=1 (.ci/test installs every client and sets it).
+// suite; and a cluster of three of its processes on versitygw and
+// redis-server (cluster_test.go). Run with: go test -tags e2e ./e2e/ (as root,
+// for the daemons). crane and skopeo are required; a test whose other client
+// or server is missing skips, unless E2E_REQUIRE_CLIENTS=1 (.ci/test installs
+// every one and sets it).
 package e2e
 
 import (

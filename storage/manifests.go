@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -91,8 +92,20 @@ func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
 
 // Repositories lists, in lexical order, every repository that holds a manifest.
 func (s *Store) Repositories(ctx context.Context) ([]string, error) {
+	return s.repositories(ctx, "_manifests")
+}
+
+// linkedRepositories lists, in lexical order, every repository that holds a
+// manifest or a layer link: a blob pulled by digest alone, with no manifest
+// through this cache, is linked in a repository that has only _layers.
+func (s *Store) linkedRepositories(ctx context.Context) ([]string, error) {
+	return s.repositories(ctx, "_manifests", "_layers")
+}
+
+// repositories lists the directories with one of marks, sorted.
+func (s *Store) repositories(ctx context.Context, marks ...string) ([]string, error) {
 	var repos []string
-	err := s.walkRepos(ctx, reposRoot, 0, &repos)
+	err := s.walkRepos(ctx, reposRoot, 0, marks, &repos)
 	if err == ErrNotFound {
 		return nil, nil
 	}
@@ -100,10 +113,10 @@ func (s *Store) Repositories(ctx context.Context) ([]string, error) {
 	return repos, err
 }
 
-// walkRepos descends the repository tree; a directory with _manifests is a
-// repository, other _-prefixed directories are skipped. Depth is bounded by the
-// reference grammar's name length.
-func (s *Store) walkRepos(ctx context.Context, dir string, depth int, out *[]string) error {
+// walkRepos descends the repository tree; a directory with one of marks
+// (_manifests, _layers) is a repository, other _-prefixed directories are
+// skipped. Depth is bounded by the reference grammar's name length.
+func (s *Store) walkRepos(ctx context.Context, dir string, depth int, marks []string, out *[]string) error {
 	if depth > 128 {
 		return nil
 	}
@@ -111,16 +124,20 @@ func (s *Store) walkRepos(ctx context.Context, dir string, depth int, out *[]str
 	if err != nil {
 		return mapErr(err)
 	}
+	found := false
 	for _, e := range entries {
 		base := path.Base(e)
-		if base == "_manifests" {
-			*out = append(*out, strings.TrimPrefix(dir, reposRoot+"/"))
+		if slices.Contains(marks, base) {
+			if !found {
+				*out = append(*out, strings.TrimPrefix(dir, reposRoot+"/"))
+				found = true
+			}
 			continue
 		}
 		if strings.HasPrefix(base, "_") {
 			continue
 		}
-		if err := s.walkRepos(ctx, e, depth+1, out); err != nil && err != ErrNotFound {
+		if err := s.walkRepos(ctx, e, depth+1, marks, out); err != nil && err != ErrNotFound {
 			return err
 		}
 	}

@@ -29,10 +29,11 @@ const (
 )
 
 // Walk reports every tag, manifest revision and layer link of every repository
-// whose content is present, so that the scheduler's index can be reconciled with
-// the disk at start. Links to missing content are skipped.
+// (one with a manifest, or with layer links alone) whose content is present, so
+// that the scheduler's index can be reconciled with the disk at start. Links to
+// missing content are skipped.
 func (s *Store) Walk(ctx context.Context, fn func(Item)) error {
-	repos, err := s.Repositories(ctx)
+	repos, err := s.linkedRepositories(ctx)
 	if err != nil {
 		return err
 	}

@@ -35,16 +35,12 @@ func s3Config(t *testing.T, srv *s3test.Server, upstreamURL, state string) (stri
 	ln.Close()
 	doc := fmt.Sprintf(`version: 0.1
 log: {level: debug}
-storage:
-  s3:
-%s  delete: {enabled: true}
-  redirect: {disable: true}
-http: {addr: %q}
+%shttp: {addr: %q}
 proxy:
   remoteurl: %s
   statedirectory: %s
 hosted: {namespaces: [dev]}
-`, srv.YAML("/cache", "    "), addr, upstreamURL, state)
+`, srv.ProxyStorage("/cache"), addr, upstreamURL, state)
 	path := filepath.Join(t.TempDir(), "config.yml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

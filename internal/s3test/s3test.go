@@ -180,6 +180,13 @@ func (s *Server) YAML(root, indent string) string {
 	return b.String()
 }
 
+// ProxyStorage returns the storage section of a proxy configuration on the
+// bucket under root, for configuration files of tests: the s3 parameters,
+// delete enabled, and redirects off (hits are streamed by the proxy itself).
+func (s *Server) ProxyStorage(root string) string {
+	return "storage:\n  s3:\n" + s.YAML(root, "    ") + "  delete: {enabled: true}\n  redirect: {disable: true}\n"
+}
+
 // Keys lists the keys in the bucket that start with prefix, sorted, through
 // the S3 API.
 func (s *Server) Keys(t testing.TB, prefix string) []string {

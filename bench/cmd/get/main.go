@@ -1,8 +1,11 @@
 // Command get is the benchmark's HTTP client: c clients GET one URL at once, each on
 // its own connection, n times in a row, and it prints one JSON line with the time to
 // first byte and the total time of every transfer, the wall time and the MiB/s.
+// Given several URLs (the replicas of a cluster, no load balancer), client i GETs
+// URL i mod their number: the clients are spread round-robin.
 //
 //	get -c 32 -n 1 http://127.0.0.1:PORT/v2/repo/blobs/sha256:...
+//	get -c 8 http://127.0.0.1:P1/v2/... http://127.0.0.1:P2/v2/... http://127.0.0.1:P3/v2/...
 //
 // Every body is read to the end and its length checked against Content-Length (and
 // -size when given); any failure exits 1. -sha256 also checks the digest.
@@ -43,11 +46,11 @@ func main() {
 	check := flag.String("sha256", "", "expected sha256 hex of the body (slower)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	flag.Parse()
-	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: get [-c N] [-n N] [-size B] [-sha256 HEX] URL")
+	if flag.NArg() < 1 {
+		fmt.Fprintln(os.Stderr, "usage: get [-c N] [-n N] [-size B] [-sha256 HEX] URL [URL...]")
 		os.Exit(2)
 	}
-	url := flag.Arg(0)
+	urls := flag.Args()
 	tr := &http.Transport{MaxIdleConnsPerHost: *c, DisableCompression: true}
 	client := &http.Client{Transport: tr, Timeout: *timeout}
 
@@ -56,7 +59,8 @@ func main() {
 	var wg sync.WaitGroup
 	var failed error
 	start := make(chan struct{})
-	for range *c {
+	for i := range *c {
+		url := urls[i%len(urls)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,0 +1,160 @@
+//go:build e2e
+
+package e2e
+
+// Blobs for the cluster test: pseudo-random blobs of hundreds of MiB pushed
+// to the upstream registry without holding them in memory, and clients that
+// GET a blob from the replicas and hash what they receive.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+)
+
+// blob is a pseudo-random blob in the upstream: the same seed gives the same
+// bytes again.
+type blob struct {
+	Repo   string
+	Digest string // sha256:...
+	Size   int64
+	seed   [32]byte
+}
+
+// open returns the blob's bytes.
+func (b blob) open() io.Reader {
+	return io.LimitReader(mrand.NewChaCha8(b.seed), b.Size)
+}
+
+// pushBlob pushes a new pseudo-random blob of size bytes to repo in the
+// registry at base (a monolithic upload: POST, then PUT ?digest= with the
+// body), reading its bytes twice (to hash, to send) instead of keeping them.
+func pushBlob(t *testing.T, base, repo string, size int64) blob {
+	t.Helper()
+	b := blob{Repo: repo, Size: size}
+	_, _ = rand.Read(b.seed[:])
+	h := sha256.New()
+	if _, err := io.Copy(h, b.open()); err != nil {
+		t.Fatal(err)
+	}
+	b.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if err := uploadBlob(base, b); err != nil {
+		t.Fatalf("push %s (%d bytes): %v", b.Digest, size, err)
+	}
+	return b
+}
+
+// uploadBlob sends b's bytes to the registry at base.
+func uploadBlob(base string, b blob) error {
+	client := &http.Client{Timeout: 2 * time.Minute}
+	resp, err := client.Post(base+"/v2/"+b.Repo+"/blobs/uploads/", "", nil)
+	if err != nil {
+		return fmt.Errorf("start upload: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("start upload: %s", resp.Status)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return fmt.Errorf("start upload: %w", err)
+	}
+	q := loc.Query()
+	q.Set("digest", b.Digest)
+	loc.RawQuery = q.Encode()
+	req, err := http.NewRequest(http.MethodPut, loc.String(), b.open())
+	if err != nil {
+		return err
+	}
+	req.ContentLength = b.Size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = client.Do(req)
+	if err != nil {
+		return fmt.Errorf("finish upload: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("finish upload: %s", resp.Status)
+	}
+	return nil
+}
+
+// pull is one client's GET of a blob from a replica.
+type pull struct {
+	client, replica int
+	took            time.Duration
+	err             error // a transport error, a status other than 200, a wrong length or digest
+}
+
+// getBlob GETs b from the proxy at base and checks the body's length and
+// digest; it returns how long the whole transfer took.
+func getBlob(ctx context.Context, base string, b blob) (time.Duration, error) {
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+b.Repo+"/blobs/"+url.PathEscape(b.Digest), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return 0, fmt.Errorf("GET %s: %s: %s", b.Digest, resp.Status, msg)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: after %d bytes: %w", b.Digest, n, err)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); n != b.Size || got != b.Digest {
+		return 0, fmt.Errorf("GET %s: %d bytes hashing to %s, want %d bytes", b.Digest, n, got, b.Size)
+	}
+	return time.Since(start), nil
+}
+
+// pullAll starts clients GETs of b at once, client i on replica bases[i%len],
+// and returns every result when all are done (each bounded by ctx).
+func pullAll(ctx context.Context, bases []string, b blob, clients int) []pull {
+	out := make([]pull, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := i % len(bases)
+			took, err := getBlob(ctx, bases[r], b)
+			out[i] = pull{client: i, replica: r, took: took, err: err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// slowest returns the longest of the pulls' times.
+func slowest(ps []pull) time.Duration {
+	var m time.Duration
+	for _, p := range ps {
+		m = max(m, p.took)
+	}
+	return m
+}
+
+// slowestOn returns the longest of the pulls' times on each of n replicas.
+func slowestOn(ps []pull, n int) []time.Duration {
+	out := make([]time.Duration, n)
+	for _, p := range ps {
+		out[p.replica] = max(out[p.replica], p.took.Round(time.Millisecond))
+	}
+	return out
+}

@@ -169,6 +169,19 @@ func (ix *Index) Record(e Entry) {
 	}
 }
 
+// update points x at target (a tag that moved) and gives it size when known;
+// ix.mu is held.
+func (ix *Index) update(x *entry, target digest.Digest, size int64) {
+	if x.target != target {
+		ix.dropRefs(x)
+		x.target = target
+		ix.addRefs(x)
+	}
+	if size > 0 && size != x.size {
+		ix.resize(x, size)
+	}
+}
+
 // merge records e in memory and queues it for the next flush; ix.mu is held.
 func (ix *Index) merge(e Entry) *entry {
 	access := e.LastAccess.UnixNano()
@@ -180,14 +193,7 @@ func (ix *Index) merge(e Entry) *entry {
 		ix.markDirty(x)
 		return x
 	}
-	if x.target != e.Digest { // a tag moved
-		ix.dropRefs(x)
-		x.target = e.Digest
-		ix.addRefs(x)
-	}
-	if e.Size > 0 && e.Size != x.size {
-		ix.resize(x, e.Size)
-	}
+	ix.update(x, e.Digest, e.Size)
 	if access > x.access {
 		x.lane.list.moveTo(x, access)
 	}

@@ -61,14 +61,7 @@ func (ix *Index) applyOne(c Change, bulk bool) (*entry, bool) {
 	case access <= x.access:
 		return nil, false
 	}
-	if x.target != c.Digest { // a tag moved
-		ix.dropRefs(x)
-		x.target = c.Digest
-		ix.addRefs(x)
-	}
-	if c.Size > 0 && c.Size != x.size {
-		ix.resize(x, c.Size)
-	}
+	ix.update(x, c.Digest, c.Size)
 	if bulk {
 		x.access = access
 	} else {

@@ -5,7 +5,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/proxy ./cmd/proxy \
+# TAGS="nogcs noazure" leaves those storage drivers out (nogcs: about 27 MB less).
+ARG TAGS=""
+RUN CGO_ENABLED=0 go build -trimpath -tags "${TAGS}" -ldflags "-s -w -X main.version=${VERSION}" -o /out/proxy ./cmd/proxy \
  && mkdir -p /out/var/lib/proxy
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -80,7 +80,8 @@ func WithTagFreshness(d time.Duration) Option { return func(c *Cache) { c.tagFre
 func WithNamespace(prefix string) Option { return func(c *Cache) { c.namespace = prefix } }
 
 // WithRedirect lets blob hits be answered with a redirect to the storage
-// backend (a presigned URL on s3) when the store's driver can redirect
+// backend (a presigned URL on s3, a signed URL on gcs, a SAS URL on azure)
+// when the store's driver can redirect
 // (storage.redirect.disable false). Misses are always streamed from the fill.
 func WithRedirect(on bool) Option { return func(c *Cache) { c.redirect = on } }
 

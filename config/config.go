@@ -46,7 +46,7 @@ type Config struct {
 	// Mirror configures mirroring policies and jobs.
 	Mirror Mirror `yaml:"mirror"`
 	// Redis turns on cluster coordination between replicas sharing one
-	// storage.s3 bucket (distribution's redis keys; see Redis).
+	// object store bucket (distribution's redis keys; see Redis).
 	Redis Redis `yaml:"redis"`
 	// UI configures the web console (/ui/).
 	UI UI `yaml:"ui"`
@@ -82,9 +82,9 @@ type AccessLog struct {
 }
 
 // Storage configures where cached content is stored: exactly one of the
-// filesystem driver (the default) and the s3 driver (distribution's s3-aws,
-// for S3-compatible object storage). Other distribution drivers (inmemory,
-// gcs, azure, ...) are rejected.
+// filesystem driver (the default) and distribution's object storage drivers
+// s3 (s3-aws, for S3-compatible object storage), gcs and azure. Other
+// distribution drivers (inmemory, ...) are rejected.
 type Storage struct {
 	// Filesystem configures the filesystem driver.
 	Filesystem Filesystem `yaml:"filesystem"`
@@ -94,6 +94,13 @@ type Storage struct {
 	// ...; see S3Keys). Nil when the filesystem driver is used. With it,
 	// proxy.statedirectory is required.
 	S3 map[string]any `yaml:"s3"`
+	// GCS holds the parameters of distribution's gcs driver (bucket,
+	// rootdirectory, keyfile or credentials, chunksize, ...; see GCSKeys).
+	GCS map[string]any `yaml:"gcs"`
+	// Azure holds the parameters of distribution's azure driver (accountname,
+	// accountkey, container, credentials, serviceurl, rootdirectory, ...; see
+	// AzureKeys).
+	Azure map[string]any `yaml:"azure"`
 	// Delete configures deletion through the API.
 	Delete Delete `yaml:"delete"`
 	// Cache is accepted for compatibility and ignored.
@@ -102,7 +109,8 @@ type Storage struct {
 	// accepted for compatibility and ignored.
 	Maintenance Maintenance `yaml:"maintenance"`
 	// Redirect says whether blob hits may be answered with a redirect to the
-	// storage backend (a presigned URL on s3).
+	// storage backend (a presigned URL on s3, a signed URL on gcs, a SAS URL
+	// on azure).
 	Redirect Redirect `yaml:"redirect"`
 }
 
@@ -154,7 +162,7 @@ type ReadOnly struct {
 type Redirect struct {
 	// Disable turns off redirects to the storage backend: blob hits are then
 	// streamed through the proxy. As in distribution, redirects are on by
-	// default; only a driver that can redirect (s3) does.
+	// default; only an object store (s3, gcs, azure) does.
 	Disable bool `yaml:"disable"`
 }
 
@@ -263,9 +271,9 @@ type Proxy struct {
 	// StateDirectory is a local directory for what cannot live on an object
 	// store: the eviction index (scheduler.db, whose lock says which process
 	// owns the cache), spool files of fills in progress and the mirroring
-	// engine's mirror.db. Required with storage.s3; with the filesystem
-	// driver this state lives in <rootdirectory>/_proxy and the key must be
-	// unset.
+	// engine's mirror.db. Required with an object store (storage.s3, gcs or
+	// azure); with the filesystem driver this state lives in
+	// <rootdirectory>/_proxy and the key must be unset.
 	StateDirectory string `yaml:"statedirectory"`
 }
 

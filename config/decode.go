@@ -15,7 +15,7 @@ import (
 // Messages of errors about keys the proxy recognises but does not support.
 const (
 	msgUnsupported       = "not supported by this proxy yet"
-	msgUnsupportedDriver = `storage driver not supported yet (only "filesystem" and "s3" are)`
+	msgUnsupportedDriver = `storage driver not supported (only "filesystem", "s3", "gcs" and "azure" are)`
 )
 
 // rejection describes a distribution key this proxy refuses.

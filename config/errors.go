@@ -19,7 +19,7 @@ type Error struct {
 	// errors about the whole document.
 	Key string
 	// Value is the offending value, if relevant. It is "****" for keys named
-	// password or secret.
+	// password or secret and for storage credentials (see isSecretKey).
 	Value string
 	// Msg says what is wrong.
 	Msg string
@@ -71,11 +71,15 @@ func maskValue(key, value string) string {
 	return value
 }
 
+// secretKeys are keys whose values are secret beyond those named password or
+// secret: storage drivers' credentials.
+var secretKeys = map[string]bool{"accountkey": true, "connectionstring": true, "private_key": true, "sessiontoken": true}
+
 // isSecretKey reports whether the last segment of the dotted key names a
 // secret.
 func isSecretKey(key string) bool {
 	last := strings.ToLower(key[strings.LastIndexByte(key, '.')+1:])
-	return strings.Contains(last, "password") || strings.Contains(last, "secret")
+	return strings.Contains(last, "password") || strings.Contains(last, "secret") || secretKeys[last]
 }
 
 // parentKey returns the dotted key without its last segment.

@@ -9,10 +9,10 @@ import (
 
 // Redis is distribution's `redis` section (v3: go-redis's universal options
 // inline, plus tls), which here turns on cluster coordination: replicas that
-// share one storage.s3 bucket take leases in Redis so that one replica fills a
-// digest and one revalidates a tag for the whole cluster. It requires
-// storage.s3; a filesystem root is not shared, so there is no cluster to
-// coordinate. An empty section (no address) leaves coordination off.
+// share one object store bucket (storage.s3, gcs or azure) take leases in
+// Redis so that one replica fills a digest and one revalidates a tag for the
+// whole cluster. It requires an object store; a filesystem root is not
+// shared, so there is no cluster to coordinate. An empty section (no address) leaves coordination off.
 type Redis struct {
 	// Addrs is the Redis server's host:port (distribution v3's key; only the
 	// first address is used: a single server, no cluster or sentinel yet).
@@ -84,17 +84,17 @@ func (r Redis) TLSEnabled() bool {
 	return r.TLS.Enabled || r.TLS.Certificate != "" || len(r.TLS.RootCAs) > 0
 }
 
-// validateRedis checks the redis section: an address with a port, storage.s3
-// (a cluster needs shared storage), sane timeouts and pool sizes.
+// validateRedis checks the redis section: an address with a port, an object
+// store (a cluster needs shared storage), sane timeouts and pool sizes.
 func (c *Config) validateRedis() error {
 	r := &c.Redis
 	if !r.Enabled() {
 		return nil
 	}
-	if c.Storage.S3 == nil {
-		return newError("redis", "", "needs storage.s3: it coordinates replicas that share one bucket (a cluster needs shared storage); with the "+
-			"filesystem driver each replica has its own cache and there is no cluster to coordinate "+
-			"(remove redis, or configure storage.s3)")
+	if !c.Storage.ObjectStore() {
+		return newError("redis", "", "needs an object store (storage.s3, gcs or azure): it coordinates replicas that share one bucket "+
+			"(a cluster needs shared storage); with the filesystem driver each replica has its own cache and there is no cluster "+
+			"to coordinate (remove redis, or configure an object store)")
 	}
 	if len(r.Addrs) > 1 {
 		return newError("redis.addrs", strings.Join(r.Addrs, ","), "one address only: Redis Cluster and Sentinel are not supported")

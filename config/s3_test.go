@@ -41,11 +41,11 @@ func TestS3(t *testing.T) {
 	if got := cfg.StateDir(); got != "/var/lib/proxy" {
 		t.Errorf("StateDir() = %q", got)
 	}
-	if got := cfg.HostedS3Root(); got != "/mirror/hosted" {
-		t.Errorf("HostedS3Root() = %q", got)
+	if got := cfg.HostedObjectRoot(); got != "/mirror/hosted" {
+		t.Errorf("HostedObjectRoot() = %q", got)
 	}
-	if p := cfg.Storage.S3Params("/mirror/hosted"); p["rootdirectory"] != "/mirror/hosted" || cfg.Storage.S3Root() != "/mirror" {
-		t.Errorf("S3Params changed the original or missed the root: %v %v", p, cfg.Storage.S3)
+	if p := cfg.Storage.DriverParams("/mirror/hosted"); p["rootdirectory"] != "/mirror/hosted" || cfg.Storage.ObjectRoot() != "/mirror" {
+		t.Errorf("DriverParams changed the original or missed the root: %v %v", p, cfg.Storage.S3)
 	}
 	if d := cfg.Storage.Describe(); d != "s3://cache/mirror at 127.0.0.1:9000" || strings.Contains(d, secretPassword) {
 		t.Errorf("Describe() = %q", d)
@@ -89,14 +89,13 @@ func TestS3Env(t *testing.T) {
 }
 
 func TestS3Errors(t *testing.T) {
-	tests := []struct {
-		name, replace, with, key, msg string
-	}{
+	testDriverErrors(t, s3Base, []driverErrorCase{
 		{"both drivers", "storage:\n", "storage:\n  filesystem: {rootdirectory: /data}\n", "storage", "exactly one"},
 		{"unknown key", "    bucket: cache\n", "    bucket: cache\n    buckett: x\n", "storage.s3.buckett", MsgUnknownKey},
 		{"no bucket", "    bucket: cache\n", "", "storage.s3.bucket", "required"},
 		{"no region", "    regionendpoint: http://127.0.0.1:9000\n    region: us-east-1\n", "", "storage.s3.region", "required"},
-		{"bad endpoint", "http://127.0.0.1:9000", "127.0.0.1:9000", "storage.s3.regionendpoint", "http or https"},
+		{"bad endpoint", "http://127.0.0.1:9000", "127.0.0.1:9000", "storage.s3.regionendpoint", "invalid URL"},
+		{"ftp endpoint", "http://127.0.0.1:9000", "ftp://127.0.0.1:9000", "storage.s3.regionendpoint", "http or https"},
 		{"bad bool", "secure: false", "secure: maybe", "storage.s3.secure", "true or false"},
 		{"bad int", "chunksize: 5242880", "chunksize: big", "storage.s3.chunksize", "integer"},
 		{"small chunks", "chunksize: 5242880", "chunksize: 1024", "storage.s3.chunksize", "at least"},
@@ -104,23 +103,7 @@ func TestS3Errors(t *testing.T) {
 		{"secret not a string", "secretkey: " + secretPassword, "secretkey: [" + secretPassword + "]", "storage.s3.secretkey", "expected a string"},
 		{"no state directory", "  statedirectory: /var/lib/proxy\n", "", "proxy.statedirectory", "required with storage.s3"},
 		{"relative hosted root", "proxy:\n", "hosted: {rootdirectory: hosted}\nproxy:\n", "hosted.rootdirectory", "key prefix"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			doc := strings.Replace(s3Base, tt.replace, tt.with, 1)
-			if doc == s3Base {
-				t.Fatalf("%q not in the base document", tt.replace)
-			}
-			_, err := Parse([]byte(doc), nil)
-			e := asConfigError(t, err)
-			if e.Key != tt.key || !strings.Contains(e.Msg, tt.msg) {
-				t.Errorf("got %v, want key %q and %q", err, tt.key, tt.msg)
-			}
-			if strings.Contains(err.Error(), secretPassword) {
-				t.Errorf("error %q reveals the secret key", err)
-			}
-		})
-	}
+	})
 	// The filesystem driver has its state in its root: statedirectory is refused.
 	_, err := Parse([]byte("version: 0.1\nproxy: {statedirectory: /s}\n"), nil)
 	if e := asConfigError(t, err); e.Key != "proxy.statedirectory" {

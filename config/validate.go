@@ -92,7 +92,7 @@ func (l *Log) validate() error {
 }
 
 func (s *Storage) validate() error {
-	if s.S3 != nil {
+	if s.ObjectStore() {
 		return nil // validateDriver checked it
 	}
 	if s.Filesystem.RootDirectory == "" {

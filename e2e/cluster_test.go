@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/internal/objtest"
 	"github.com/ocimirror/proxy/internal/redistest"
 	"github.com/ocimirror/proxy/internal/s3test"
 )
@@ -127,7 +128,7 @@ func failed(t *testing.T, ps []pull, skip int) {
 // the object there is b: its length and digest, read through the S3 API.
 func checkStored(t *testing.T, srv *s3test.Server, b blob) {
 	t.Helper()
-	key := s3test.BlobKey(clusterRoot, b.Digest)
+	key := objtest.BlobKey(clusterRoot, b.Digest)
 	var n int64
 	var d string
 	err := waitUntil(30*time.Second, func() (err error) { n, d, err = srv.Digest(key); return err })
@@ -154,7 +155,7 @@ func clusterKill(t *testing.T, c *clusterEnv) {
 	done := make(chan []pull, 1)
 	go func() { done <- pullAll(ctx, c.bases, c.kill, killClients) }()
 	victim, killed := killFiller(t, c, c.kill, before)
-	if keys := c.srv.Keys(t, path.Dir(s3test.BlobKey(clusterRoot, c.kill.Digest))); len(keys) != 0 {
+	if keys := c.srv.Keys(t, path.Dir(objtest.BlobKey(clusterRoot, c.kill.Digest))); len(keys) != 0 {
 		t.Errorf("after the kill, before any takeover, the bucket has %v at the blob's key", keys)
 	}
 	ps := <-done

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocimirror/proxy/internal/objtest"
 	"github.com/ocimirror/proxy/internal/redistest"
 	"github.com/ocimirror/proxy/internal/s3test"
 	"github.com/ocimirror/proxy/internal/syncbuf"
@@ -55,7 +56,7 @@ func startReplicas(t *testing.T, bin string, srv *s3test.Server, rs *redistest.S
 		r := &replica{ID: i, Addr: freeAddr(t), bin: bin}
 		r.URL = "http://" + r.Addr
 		r.cfg = filepath.Join(t.TempDir(), "config.yml")
-		writeFile(t, r.cfg, replicaConfig(srv, rs, r.Addr, up, t.TempDir()))
+		writeFile(t, r.cfg, replicaConfig(t, srv, rs, r.Addr, up, t.TempDir()))
 		r.start(t)
 		out = append(out, r)
 	}
@@ -64,7 +65,7 @@ func startReplicas(t *testing.T, bin string, srv *s3test.Server, rs *redistest.S
 
 // replicaConfig is a replica's configuration. Redirects are off, so that every
 // hit is served by the replica itself, which is what the test checks.
-func replicaConfig(srv *s3test.Server, rs *redistest.Server, addr, upstreamURL, state string) string {
+func replicaConfig(t testing.TB, srv *s3test.Server, rs *redistest.Server, addr, upstreamURL, state string) string {
 	return fmt.Sprintf(`version: 0.1
 log: {level: info}
 %shttp: {addr: %q}
@@ -73,7 +74,7 @@ proxy:
   statedirectory: %s
 redis:
   addrs: [%q]
-`, srv.ProxyStorage(clusterRoot), addr, upstreamURL, state, rs.Addr)
+`, objtest.ProxyStorage(t, srv, clusterRoot), addr, upstreamURL, state, rs.Addr)
 }
 
 // start runs the replica's binary and waits until it answers /v2/.

@@ -31,7 +31,7 @@ func Collect(ctx context.Context, dir string, grace time.Duration, dryRun bool, 
 	return CollectOn(ctx, Backend{Dir: dir}, grace, dryRun, now)
 }
 
-// CollectOn is Collect on any backend: a local directory or an s3 prefix.
+// CollectOn is Collect on any backend: a local directory or an object store prefix.
 func CollectOn(ctx context.Context, b Backend, grace time.Duration, dryRun bool, now time.Time) (GCReport, error) {
 	var rep GCReport
 	store, err := b.store(ctx)

@@ -22,8 +22,7 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the storage drivers the App opens by name
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the App opens it by name; storage registers the object drivers
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/storage"
@@ -90,20 +89,26 @@ func WithMaxManifestSize(n int64) Option { return func(o *options) { o.maxManife
 func WithUserFunc(f func(context.Context) string) Option { return func(o *options) { o.user = f } }
 
 // Backend is where a hosted root lives: a local directory (Dir), or a key
-// prefix in an s3 bucket (S3: the storage.s3 parameters, rootdirectory set to
-// the hosted prefix).
+// prefix on object storage (Driver "s3", "gcs" or "azure" with Params, that
+// driver's parameters with rootdirectory set to the hosted prefix).
 type Backend struct {
-	Dir string
-	S3  map[string]any
+	Dir    string
+	Driver string
+	Params map[string]any
 	// Redirect lets blob GETs be answered with a redirect to the backend (a
-	// presigned URL on s3), as distribution does unless storage.redirect.disable.
+	// presigned or signed URL), as distribution does unless
+	// storage.redirect.disable.
 	Redirect bool
 }
 
 // String names the backend for logs, never with credentials.
 func (b Backend) String() string {
-	if b.S3 != nil {
-		return fmt.Sprintf("s3://%v%v", b.S3["bucket"], b.S3["rootdirectory"])
+	if b.Driver != "" {
+		bucket := b.Params["bucket"]
+		if c, ok := b.Params["container"]; ok {
+			bucket = c
+		}
+		return fmt.Sprintf("%s://%v%v", b.Driver, bucket, b.Params["rootdirectory"])
 	}
 	return b.Dir
 }
@@ -111,8 +116,8 @@ func (b Backend) String() string {
 // store opens a read view of the backend in distribution's layout (referrers,
 // catalog, gc), and for a directory makes it absolute.
 func (b *Backend) store(ctx context.Context) (*storage.Store, error) {
-	if b.S3 != nil {
-		d, err := storage.OpenS3(ctx, b.S3)
+	if b.Driver != "" {
+		d, err := storage.OpenDriver(ctx, b.Driver, b.Params)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +141,7 @@ func New(ctx context.Context, dir string, opts ...Option) (*Registry, error) {
 	return NewOn(ctx, Backend{Dir: dir}, opts...)
 }
 
-// NewOn is New on any backend: a local directory or an s3 prefix.
+// NewOn is New on any backend: a local directory or an object store prefix.
 func NewOn(ctx context.Context, b Backend, opts ...Option) (*Registry, error) {
 	o := options{
 		log:           logrus.NewEntry(logrus.StandardLogger()),
@@ -162,7 +167,7 @@ func NewOn(ctx context.Context, b Backend, opts ...Option) (*Registry, error) {
 }
 
 // appConfig is the configuration of distribution's App for a hosted root: the
-// filesystem or s3 driver, no auth (the caller authorizes), no proxy, no redis.
+// filesystem or an object driver, no auth (the caller authorizes), no proxy, no redis.
 func appConfig(b Backend, o options) *configuration.Configuration {
 	cfg := &configuration.Configuration{Version: "0.1"}
 	purge := map[any]any{"enabled": false}
@@ -175,8 +180,8 @@ func appConfig(b Backend, o options) *configuration.Configuration {
 		"maintenance": configuration.Parameters{"uploadpurging": purge},
 		"redirect":    configuration.Parameters{"disable": !b.Redirect},
 	}
-	if b.S3 != nil {
-		cfg.Storage["s3"] = configuration.Parameters(b.S3)
+	if b.Driver != "" {
+		cfg.Storage[b.Driver] = configuration.Parameters(storage.DriverParams(b.Driver, b.Params))
 	} else {
 		cfg.Storage["filesystem"] = configuration.Parameters{"rootdirectory": b.Dir}
 	}

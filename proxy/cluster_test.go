@@ -40,7 +40,7 @@ func startCluster(t *testing.T, n int, srv *s3test.Server, rs *redistest.Server,
 	var out []*replica
 	for i := range n {
 		state := t.TempDir()
-		store, err := storage.NewS3(context.Background(), srv.Params("/cache"), filepath.Join(state, "spool"))
+		store, err := storage.NewObjectStore(context.Background(), "s3", srv.Params("/cache"), filepath.Join(state, "spool"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +114,7 @@ func getBlob(ctx context.Context, base, repo, d string) ([]byte, error) {
 // storedBytes reads the blob d from the bucket through a fresh store.
 func storedBytes(t *testing.T, srv *s3test.Server, d string) []byte {
 	t.Helper()
-	store, err := storage.NewS3(context.Background(), srv.Params("/cache"), t.TempDir())
+	store, err := storage.NewObjectStore(context.Background(), "s3", srv.Params("/cache"), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,14 @@ func (m *mirror) ref(t *testing.T, s string) name.Reference {
 // does, checking every layer's digest on the way.
 func (m *mirror) pull(t *testing.T, s string) v1.Image {
 	t.Helper()
-	img, err := remote.Image(m.ref(t, s))
+	return m.pullVia(t, s, remote.DefaultTransport)
+}
+
+// pullVia is pull with the transport rt, which also follows redirects to
+// the storage backend.
+func (m *mirror) pullVia(t *testing.T, s string, rt http.RoundTripper) v1.Image {
+	t.Helper()
+	img, err := remote.Image(m.ref(t, s), remote.WithTransport(rt))
 	if err != nil {
 		t.Fatalf("pull %s: %v", s, err)
 	}

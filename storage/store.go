@@ -254,8 +254,9 @@ func (s *Store) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCl
 }
 
 // BlobURL returns a URL from which a client may fetch the blob dgst from the
-// backend itself with method (GET or HEAD): a presigned URL on s3, "" when the
-// driver cannot redirect (the filesystem). The caller checks that the blob is
+// backend itself with method (GET or HEAD): a presigned URL on s3, a signed
+// URL on gcs, a SAS URL on azure, "" when the driver cannot redirect (the
+// filesystem). The caller checks that the blob is
 // stored first.
 func (s *Store) BlobURL(ctx context.Context, method string, dgst digest.Digest) (string, error) {
 	r, err := http.NewRequestWithContext(ctx, method, "/", nil)

@@ -32,7 +32,7 @@ type registry2Entry struct {
 // reported and ignored by the caller.
 //
 // It reads through the store's driver, so the file is found at the top of an
-// s3 prefix as in a filesystem root.
+// object store prefix as in a filesystem root.
 func registry2Expiries(ctx context.Context, store *storage.Store, ttl func(repo string) time.Duration) (map[scheduler.Key]time.Time, error) {
 	b, err := store.Driver().GetContent(ctx, "/"+registry2State)
 	if errors.As(err, new(driver.PathNotFoundError)) {

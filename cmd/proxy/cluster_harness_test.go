@@ -20,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/internal/objtest"
 	"github.com/ocimirror/proxy/internal/redistest"
 	"github.com/ocimirror/proxy/internal/s3test"
 	"github.com/ocimirror/proxy/internal/syncbuf"
@@ -46,16 +47,12 @@ func clusterConfig(t *testing.T, srv *s3test.Server, rs *redistest.Server, upstr
 	t.Helper()
 	doc := fmt.Sprintf(`version: 0.1
 log: {level: debug}
-storage:
-  s3:
-%s  delete: {enabled: true}
-  redirect: {disable: true}
-redis: {addrs: [%q]}
+%sredis: {addrs: [%q]}
 proxy:
   remoteurl: %s
   statedirectory: %s
   ttl: %s
-`, srv.YAML("/cache", "    "), rs.Addr, upstreamURL, t.TempDir(), ttl)
+`, objtest.ProxyStorage(t, srv, "/cache"), rs.Addr, upstreamURL, t.TempDir(), ttl)
 	path := filepath.Join(t.TempDir(), "config.yml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/internal/objtest"
 	"github.com/ocimirror/proxy/internal/redistest"
 	"github.com/ocimirror/proxy/internal/s3test"
 	"github.com/ocimirror/proxy/internal/syncbuf"
@@ -43,11 +44,7 @@ func clusterReplicaConfig(t *testing.T, srv *s3test.Server, rs *redistest.Server
 	}
 	doc := fmt.Sprintf(`version: 0.1
 log: {level: debug}
-storage:
-  s3:
-%s  delete: {enabled: true}
-  redirect: {disable: true}
-http: {addr: %q}
+%shttp: {addr: %q}
 proxy:
   remoteurl: %s
   statedirectory: %s
@@ -56,7 +53,7 @@ auth:
   admins: [alice]
   htpasswd: {realm: test, path: %s}
 redis: {addrs: [%q], dialtimeout: 300ms, readtimeout: 300ms, writetimeout: 300ms}
-`, srv.YAML("/cache", "    "), addr, upstreamURL, state, htpasswd, rs.Addr)
+`, objtest.ProxyStorage(t, srv, "/cache"), addr, upstreamURL, state, htpasswd, rs.Addr)
 	path := filepath.Join(t.TempDir(), "config.yml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 )
 
 // openIndex opens the scheduler's index in the local state directory
-// (<root>/_proxy on the filesystem, proxy.statedirectory with s3). It also takes
+// (<root>/_proxy on the filesystem, proxy.statedirectory with an object store). It also takes
 // the storage's lock, so it must come before anything else touches the storage.
 func openIndex(cfg *config.Config, log *logrus.Entry) (*scheduler.Index, error) {
 	path := filepath.Join(cfg.StateDir(), "scheduler.db")
@@ -27,13 +27,13 @@ func openIndex(cfg *config.Config, log *logrus.Entry) (*scheduler.Index, error) 
 	return ix, nil
 }
 
-// openStore opens the cache's content store: the filesystem root, or the s3
-// bucket with fills spooled in <statedirectory>/spool.
+// openStore opens the cache's content store: the filesystem root, or the
+// object store (s3, gcs, azure) with fills spooled in <statedirectory>/spool.
 func openStore(ctx context.Context, cfg *config.Config) (*storage.Store, error) {
-	if cfg.Storage.Driver() == config.DriverS3 {
-		store, err := storage.NewS3(ctx, cfg.Storage.S3, filepath.Join(cfg.StateDir(), "spool"))
+	if name := cfg.Storage.Driver(); cfg.Storage.ObjectStore() {
+		store, err := storage.NewObjectStore(ctx, name, cfg.Storage.Params(), filepath.Join(cfg.StateDir(), "spool"))
 		if err != nil {
-			return nil, fmt.Errorf("storage.s3: %w", err)
+			return nil, fmt.Errorf("storage.%s: %w", name, err)
 		}
 		return store, nil
 	}
@@ -41,18 +41,21 @@ func openStore(ctx context.Context, cfg *config.Config) (*storage.Store, error) 
 }
 
 // hostedBackend is where hosted repositories live: hosted.rootdirectory (or
-// <root>/hosted) on the filesystem, the prefix HostedS3Root in the bucket with s3.
+// <root>/hosted) on the filesystem, the prefix HostedObjectRoot in the bucket
+// of an object store.
 func hostedBackend(cfg *config.Config) hosted.Backend {
-	if cfg.Storage.Driver() == config.DriverS3 {
-		return hosted.Backend{S3: cfg.Storage.S3Params(cfg.HostedS3Root()), Redirect: !cfg.Storage.Redirect.Disable}
+	if cfg.Storage.ObjectStore() {
+		return hosted.Backend{Driver: cfg.Storage.Driver(), Params: cfg.Storage.DriverParams(cfg.HostedObjectRoot()),
+			Redirect: !cfg.Storage.Redirect.Disable}
 	}
 	return hosted.Backend{Dir: cfg.Hosted.Root(cfg.Storage.Filesystem.RootDirectory), Redirect: !cfg.Storage.Redirect.Disable}
 }
 
 // mirrorDBPath is the mirroring engine's database: in the hosted root on the
-// filesystem, in the state directory with s3 (bbolt needs a local file).
+// filesystem, in the state directory with an object store (bbolt needs a
+// local file).
 func mirrorDBPath(cfg *config.Config) string {
-	if cfg.Storage.Driver() == config.DriverS3 {
+	if cfg.Storage.ObjectStore() {
 		return filepath.Join(cfg.StateDir(), "mirror.db")
 	}
 	return filepath.Join(cfg.Hosted.Root(cfg.Storage.Filesystem.RootDirectory), "mirror.db")

@@ -96,9 +96,9 @@ func runServer(ctx context.Context, cfg *config.Config, log *logrus.Entry) error
 }
 
 // readyDir is the local directory /readyz checks is writable: the storage root
-// on the filesystem, the state directory (spool, index) with s3.
+// on the filesystem, the state directory (spool, index) with an object store.
 func readyDir(cfg *config.Config) string {
-	if cfg.Storage.Driver() == config.DriverS3 {
+	if cfg.Storage.ObjectStore() {
 		return cfg.StateDir()
 	}
 	return cfg.Storage.Filesystem.RootDirectory
@@ -211,9 +211,9 @@ func newCaches(cfg *config.Config, store *storage.Store, ix *scheduler.Index, m 
 	if err != nil {
 		return nil, nil, err
 	}
-	// Only a driver that can redirect is asked to: on the filesystem it would
-	// cost every hit a stat for nothing.
-	redirect := cache.WithRedirect(cfg.Storage.Driver() == config.DriverS3 && !cfg.Storage.Redirect.Disable)
+	// Only a driver that can redirect (an object store) is asked to: on the
+	// filesystem it would cost every hit a stat for nothing.
+	redirect := cache.WithRedirect(cfg.Storage.ObjectStore() && !cfg.Storage.Redirect.Disable)
 	def := cache.New(store, up, append([]cache.Option{cache.WithLogger(log), cache.WithTagFreshness(p.TagFreshness),
 		cache.WithIndex(ix), cache.WithMetrics(m), redirect}, extra...)...)
 	byHost := map[string]*cache.Cache{}
@@ -277,7 +277,7 @@ func distinct(byHost map[string]*cache.Cache) []*cache.Cache {
 }
 
 // newCoordinator returns the cluster coordinator: Redis when the redis section
-// names a server (with storage.s3; config refuses it otherwise), else the
+// names a server (with an object store; config refuses it otherwise), else the
 // single-node cluster.Local. close closes the Redis client.
 func newCoordinator(cfg *config.Config, m *metrics.Metrics, log *logrus.Entry) (cluster.Coordinator, func(), error) {
 	if !cfg.Redis.Enabled() {

@@ -7,15 +7,13 @@
 package redistest
 
 import (
-	"bytes"
-	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ocimirror/proxy/internal/testproc"
 )
 
 // Server is a running redis-server.
@@ -44,21 +42,13 @@ func AppendOnly() Option { return func(s *Server) { s.aof = true } }
 // REDIS_REQUIRE=1.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server is not on PATH (apt-get install redis-server)"
-		if os.Getenv("REDIS_REQUIRE") == "1" {
-			t.Fatal(msg + "; REDIS_REQUIRE=1 makes the Redis tests mandatory")
-		}
-		t.Skip(msg + "; skipping the Redis test (REDIS_REQUIRE=1 makes this a failure)")
-	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: testproc.Find(t, "redis-server", "apt-get install redis-server", "REDIS_REQUIRE"), dir: t.TempDir()}
 	for _, o := range opts {
 		o(s)
 	}
 	var last error
 	for range 3 { // the free port may be taken between probing and redis's bind
-		port, err := freePort()
+		port, err := testproc.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,47 +65,19 @@ func Start(t testing.TB, opts ...Option) *Server {
 // run starts the server on s.Addr and waits until it accepts connections.
 func (s *Server) run() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
-	var out bytes.Buffer
 	aof := []string{"--appendonly", "no"}
 	if s.aof {
 		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
 	}
-	cmd := exec.Command(s.bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "",
-		"--dir", s.dir, "--protected-mode", "yes"}, aof...)...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
+	stop, err := testproc.Run(s.t, s.bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "",
+		"--dir", s.dir, "--protected-mode", "yes"}, aof...), s.Addr)
+	if err != nil {
+		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			s.t.Errorf("redis-server (pid %d) did not exit 10s after SIGKILL", cmd.Process.Pid)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			s.mu.Lock()
-			s.stop = stop
-			s.mu.Unlock()
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("redis-server exited (%v): %s", err, out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("redis-server not listening on %s after 10s: %s", s.Addr, out.String())
-		}
-	}
+	s.mu.Lock()
+	s.stop = stop
+	s.mu.Unlock()
+	return nil
 }
 
 // Stop kills the server (SIGKILL, as a crash); Restart brings it back on the
@@ -141,13 +103,4 @@ func (s *Server) Restart() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.t.Fatalf("redis-server did not restart on %s: %v", s.Addr, err)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -10,10 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -23,6 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go/aws/credentials"
 	"github.com/aws/aws-sdk-go/aws/session"
 	"github.com/aws/aws-sdk-go/service/s3"
+
+	"github.com/ocimirror/proxy/internal/objtest"
+	"github.com/ocimirror/proxy/internal/testproc"
 )
 
 // Install is how versitygw is installed; .ci/test runs it.
@@ -36,7 +36,7 @@ const (
 	Region    = "us-east-1"
 )
 
-// Server is a running versitygw.
+// Server is a running versitygw; it is an objtest.Backend.
 type Server struct {
 	// Endpoint is its URL, http://127.0.0.1:PORT.
 	Endpoint string
@@ -48,95 +48,31 @@ type Server struct {
 }
 
 // Start runs versitygw on a free loopback port with a fresh directory and one
-// bucket, and stops it when the test ends. It skips the test when versitygw is
-// not installed, unless S3_REQUIRE=1.
+// bucket, "cache", and stops it when the test ends. It skips the test when
+// versitygw is not installed, unless S3_REQUIRE=1.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("versitygw")
-	if err != nil {
-		msg := "versitygw is not on PATH (install it with `" + Install + "`)"
-		if os.Getenv("S3_REQUIRE") == "1" {
-			t.Fatal(msg + "; S3_REQUIRE=1 makes the S3 tests mandatory")
-		}
-		t.Skip(msg + "; skipping the S3 test (S3_REQUIRE=1 makes this a failure)")
-	}
-	var last error
-	for range 3 { // the free port may be taken between probing and versitygw's bind
-		s, err := start(t, bin)
-		if err == nil {
-			s.CreateBucket(t, "cache")
-			s.Bucket = "cache"
-			return s
-		}
-		last = err
-	}
-	t.Fatalf("versitygw did not start: %v", last)
-	return nil
-}
-
-func start(t testing.TB, bin string) (*Server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region,
-		"--port", addr, "--quiet", "posix", dir)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start versitygw: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("versitygw (pid %d) did not exit 10s after SIGKILL", cmd.Process.Pid)
-		}
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			stop()
-			return nil, fmt.Errorf("versitygw exited (%v): %s", err, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("versitygw not listening on %s after 15s: %s", addr, out.String())
-		}
-	}
-	t.Cleanup(stop)
-	s := &Server{Endpoint: "http://" + addr, Dir: dir}
+	bin := testproc.Find(t, "versitygw", "`"+Install+"`", "S3_REQUIRE")
+	port := testproc.Start(t, bin, func(port int) []string {
+		return []string{"--access", AccessKey, "--secret", SecretKey, "--region", Region,
+			"--port", fmt.Sprintf("127.0.0.1:%d", port), "--quiet", "posix", dir}
+	})
+	s := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Dir: dir}
 	sess, err := session.NewSession(aws.NewConfig().
 		WithCredentials(credentials.NewStaticCredentials(AccessKey, SecretKey, "")).
 		WithEndpoint(s.Endpoint).WithRegion(Region).WithS3ForcePathStyle(true).WithDisableSSL(true))
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
 	s.client = s3.New(sess)
-	return s, nil
+	s.CreateBucket(t, "cache")
+	s.Bucket = "cache"
+	return s
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// Backend is Start as an objtest.Backend, for driver-agnostic tests.
+func Backend(t testing.TB) objtest.Backend { return Start(t) }
 
 // CreateBucket creates another bucket.
 func (s *Server) CreateBucket(t testing.TB, name string) {
@@ -147,6 +83,9 @@ func (s *Server) CreateBucket(t testing.TB, name string) {
 		t.Fatalf("create bucket %s: %v", name, err)
 	}
 }
+
+// Driver is "s3".
+func (s *Server) Driver() string { return "s3" }
 
 // Params returns the storage.s3 parameters of distribution's s3-aws driver for
 // the bucket, under the key prefix root ("" for the bucket's top).
@@ -164,28 +103,20 @@ func (s *Server) Params(root string) map[string]any {
 	}
 }
 
-// YAML returns the same parameters as a storage.s3 section body, indented by
-// indent, for configuration files.
-func (s *Server) YAML(root, indent string) string {
-	var b strings.Builder
-	p := s.Params(root)
-	keys := make([]string, 0, len(p))
-	for k := range p {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s%s: %#v\n", indent, k, p[k])
-	}
-	return b.String()
-}
+// Secret is the secret key.
+func (s *Server) Secret() string { return SecretKey }
 
-// ProxyStorage returns the storage section of a proxy configuration on the
-// bucket under root, for configuration files of tests: the s3 parameters,
-// delete enabled, and redirects off (hits are streamed by the proxy itself).
-func (s *Server) ProxyStorage(root string) string {
-	return "storage:\n  s3:\n" + s.YAML(root, "    ") + "  delete: {enabled: true}\n  redirect: {disable: true}\n"
-}
+// BreakSecret replaces the secret key in p by a wrong one.
+func (s *Server) BreakSecret(p map[string]any) { p["secretkey"] = "wrong-" + SecretKey }
+
+// URL is the endpoint: presigned URLs point there.
+func (s *Server) URL() string { return s.Endpoint }
+
+// Client fetches presigned URLs.
+func (s *Server) Client() *http.Client { return &http.Client{Transport: &http.Transport{}} }
+
+// Context returns ctx: the s3 driver needs nothing more.
+func (s *Server) Context(ctx context.Context) context.Context { return ctx }
 
 // Keys lists the keys in the bucket that start with prefix, sorted, through
 // the S3 API.
@@ -220,10 +151,4 @@ func (s *Server) Put(t testing.TB, key string, body []byte) {
 	if err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
-}
-
-// BlobKey is the key of a blob's data under root, in distribution's layout.
-func BlobKey(root, dgst string) string {
-	alg, hex, _ := strings.Cut(dgst, ":")
-	return strings.TrimPrefix(filepath.ToSlash(filepath.Join(root, "docker/registry/v2/blobs", alg, hex[:2], hex, "data")), "/")
 }

@@ -20,8 +20,9 @@ import (
 
 // CA is a self-signed certificate valid for an hour around now.
 type CA struct {
-	Cert    tls.Certificate // for a test server's tls.Config
-	PEMPath string          // the certificate as a PEM file in a test temp dir
+	Cert       tls.Certificate // for a test server's tls.Config
+	PEMPath    string          // the certificate as a PEM file in a test temp dir
+	KeyPEMPath string          // its private key as a PEM file, for servers configured with files
 }
 
 // NewCA creates a CA certificate for localhost and 127.0.0.1.
@@ -47,9 +48,27 @@ func NewCA(t testing.TB) CA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return CA{Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, PEMPath: path}
+	dir := t.TempDir()
+	ca := CA{Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		PEMPath: filepath.Join(dir, "ca.pem"), KeyPEMPath: filepath.Join(dir, "key.pem")}
+	for path, block := range map[string]*pem.Block{ca.PEMPath: {Type: "CERTIFICATE", Bytes: der}, ca.KeyPEMPath: {Type: "PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ca
+}
+
+// Pool is a certificate pool holding the CA, for clients that must trust it.
+func (c CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	cert, err := x509.ParseCertificate(c.Cert.Certificate[0])
+	if err == nil {
+		pool.AddCert(cert)
+	}
+	return pool
 }

@@ -17,35 +17,69 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/internal/azuretest"
+	"github.com/ocimirror/proxy/internal/gcstest"
+	"github.com/ocimirror/proxy/internal/objtest"
 	"github.com/ocimirror/proxy/internal/s3test"
 	"github.com/ocimirror/proxy/internal/testregistry"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 )
 
-// s3Mirror is a mirror whose store is a versitygw bucket (prefix /cache), with
-// its spool in a local state dir.
-type s3Mirror struct {
+// TestS3: the mirror on a versitygw bucket.
+func TestS3(t *testing.T) { objtest.Run(t, s3test.Backend, nil, objectMirrorCases) }
+
+// TestGCS: the mirror on a fake-gcs-server bucket.
+func TestGCS(t *testing.T) { objtest.Run(t, gcstest.Backend, nil, objectMirrorCases) }
+
+// TestAzure: the mirror on an Azurite container, over https for redirects
+// (SAS URLs say https).
+func TestAzure(t *testing.T) {
+	objtest.Run(t, azuretest.Backend, azuretest.BackendTLS, objectMirrorCases)
+}
+
+// objectMirrorCases are the mirror's tests on every object storage driver.
+var objectMirrorCases = []objtest.Case{
+	{Name: "PullColdWarm", Run: testPullColdWarm},
+	{Name: "RangeHit", Run: testRangeHit},
+	{Name: "LyingUpstream", Run: testLyingUpstreamObject},
+	{Name: "EvictionAfterTTL", Run: testEvictionAfterTTL},
+	{Name: "Redirect", Run: testRedirect, Redirect: true},
+}
+
+// objMirror is a mirror whose store is an emulator's bucket under a key
+// prefix, with its spool in a local state dir.
+type objMirror struct {
 	*mirror
-	srv   *s3test.Server
+	b     objtest.Backend
+	root  string
 	spool string
 }
 
-func startS3Mirror(t *testing.T, upstreamURL string, ix *scheduler.Index, copts ...cache.Option) *s3Mirror {
+func startObjMirror(t *testing.T, b objtest.Backend, root, upstreamURL string, ix *scheduler.Index, copts ...cache.Option) *objMirror {
 	t.Helper()
-	srv := s3test.Start(t)
 	state := t.TempDir()
 	spool := filepath.Join(state, "spool")
-	store, err := storage.NewS3(context.Background(), srv.Params("/cache"), spool)
+	store, err := storage.NewObjectStore(b.Context(context.Background()), b.Driver(), b.Params(root), spool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &s3Mirror{mirror: startMirrorOn(t, store, state, upstreamURL, nil, ix, copts), srv: srv, spool: spool}
+	return &objMirror{mirror: startMirrorOn(t, store, state, upstreamURL, nil, ix, copts), b: b, root: root, spool: spool}
+}
+
+// keys lists the keys under the mirror's prefix.
+func (m *objMirror) keys(t *testing.T, under string) []string {
+	return m.b.Keys(t, keyPath(m.root, under))
+}
+
+// keyPath joins a key prefix and a path below it, without the leading "/".
+func keyPath(root, under string) string {
+	return strings.TrimPrefix(root+"/"+under, "/")
 }
 
 // hasBlob reports whether the bucket holds the blob d's data.
-func (m *s3Mirror) hasBlob(t *testing.T, d string) bool {
-	return slices.Contains(m.srv.Keys(t, ""), s3test.BlobKey("/cache", d))
+func (m *objMirror) hasBlob(t *testing.T, d string) bool {
+	return slices.Contains(m.keys(t, ""), objtest.BlobKey(m.root, d))
 }
 
 // layerBytes returns the first layer of img: its digest and bytes.
@@ -68,26 +102,27 @@ func layerBytes(t *testing.T, img v1.Image) (string, []byte) {
 	return d.String(), b
 }
 
-// TestS3PullColdWarm: a cold pull fills the bucket; a warm pull is served
-// from it without one upstream blob request.
-func TestS3PullColdWarm(t *testing.T) {
+// testPullColdWarm: a cold pull fills the bucket through a temporary key
+// (none is left); a warm pull is served from it without one upstream blob
+// request.
+func testPullColdWarm(t *testing.T, b objtest.Backend, root string) {
 	reg := testregistry.Start(t)
-	img := reg.PushRandom(t, "s3/app:v1", 300_000, 3)
-	m := startS3Mirror(t, reg.URL, nil)
+	img := reg.PushRandom(t, "obj/app:v1", 300_000, 3)
+	m := startObjMirror(t, b, root, reg.URL, nil)
 
-	m.pull(t, "s3/app:v1")
+	m.pull(t, "obj/app:v1")
 	ld, _ := layerBytes(t, img)
 	cacheDone(t, m.mirror)
 	if !m.hasBlob(t, ld) {
-		t.Fatalf("layer %s not in the bucket after a cold pull: %v", ld, m.srv.Keys(t, ""))
+		t.Fatalf("layer %s not in the bucket after a cold pull: %v", ld, m.keys(t, ""))
 	}
-	for _, k := range m.srv.Keys(t, "") {
+	for _, k := range m.keys(t, "") {
 		if strings.Contains(k, "_proxy/spool") {
 			t.Errorf("temporary key left in the bucket: %s", k)
 		}
 	}
 	blobGets := reg.Count("GET", "blobs")
-	if got := digestOf(t, m.pull(t, "s3/app:v1")); got != digestOf(t, img) {
+	if got := digestOf(t, m.pull(t, "obj/app:v1")); got != digestOf(t, img) {
 		t.Fatalf("warm pull: manifest %s, want %s", got, digestOf(t, img))
 	}
 	if n := reg.Count("GET", "blobs"); n != blobGets {
@@ -108,18 +143,18 @@ func cacheDone(t *testing.T, m *mirror) {
 	}
 }
 
-// TestS3RangeHit: a Range request on a blob stored in the bucket gets the
+// testRangeHit: a Range request on a blob stored in the bucket gets the
 // right bytes and headers.
-func TestS3RangeHit(t *testing.T) {
+func testRangeHit(t *testing.T, b objtest.Backend, root string) {
 	reg := testregistry.Start(t)
-	img := reg.PushRandom(t, "s3/range:v1", 200_000, 1)
-	m := startS3Mirror(t, reg.URL, nil)
-	m.pull(t, "s3/range:v1")
+	img := reg.PushRandom(t, "obj/range:v1", 200_000, 1)
+	m := startObjMirror(t, b, root, reg.URL, nil)
+	m.pull(t, "obj/range:v1")
 	cacheDone(t, m.mirror)
 	ld, body := layerBytes(t, img)
 	before := reg.Count("GET", "blobs")
 
-	req, _ := http.NewRequest(http.MethodGet, m.URL+"/v2/s3/range/blobs/"+ld, nil)
+	req, _ := http.NewRequest(http.MethodGet, m.URL+"/v2/obj/range/blobs/"+ld, nil)
 	req.Header.Set("Range", "bytes=1000-1999")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -141,14 +176,16 @@ func TestS3RangeHit(t *testing.T) {
 	}
 }
 
-// TestS3Redirect: with redirects on, a hit is a 307 to a presigned URL that
-// serves the blob's bytes (and a Range of them); a miss is still streamed.
-func TestS3Redirect(t *testing.T) {
+// testRedirect: with redirects on, a hit is a 307 to a signed URL of the
+// backend that serves the blob's bytes (and a Range of them); a miss is
+// still streamed.
+func testRedirect(t *testing.T, b objtest.Backend, root string) {
 	reg := testregistry.Start(t)
-	img := reg.PushRandom(t, "s3/redir:v1", 100_000, 1)
-	m := startS3Mirror(t, reg.URL, nil, cache.WithRedirect(true))
+	img := reg.PushRandom(t, "obj/redir:v1", 100_000, 1)
+	m := startObjMirror(t, b, root, reg.URL, nil, cache.WithRedirect(true))
 	ld, body := layerBytes(t, img)
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	noFollow := b.Client()
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	get := func(url, rng string) (*http.Response, []byte) {
 		t.Helper()
@@ -168,22 +205,22 @@ func TestS3Redirect(t *testing.T) {
 		return resp, b
 	}
 	// The miss: streamed from the fill.
-	resp, got := get(m.URL+"/v2/s3/redir/blobs/"+ld, "")
+	resp, got := get(m.URL+"/v2/obj/redir/blobs/"+ld, "")
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, body) {
 		t.Fatalf("miss: %d, %d bytes", resp.StatusCode, len(got))
 	}
 	cacheDone(t, m.mirror)
 	// The hit: a redirect.
-	resp, _ = get(m.URL+"/v2/s3/redir/blobs/"+ld, "")
+	resp, _ = get(m.URL+"/v2/obj/redir/blobs/"+ld, "")
 	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, m.srv.Endpoint+"/") {
-		t.Fatalf("hit: %d Location %q, want 307 to %s", resp.StatusCode, loc, m.srv.Endpoint)
+	if resp.StatusCode != http.StatusTemporaryRedirect || !objtest.PointsAt(loc, b) {
+		t.Fatalf("hit: %d Location %q, want 307 to %s", resp.StatusCode, loc, b.URL())
 	}
 	if resp.Header.Get("Docker-Content-Digest") != ld {
 		t.Errorf("redirect without Docker-Content-Digest")
 	}
-	if strings.Contains(loc, s3test.SecretKey) {
-		t.Fatal("Location reveals the secret key")
+	if strings.Contains(loc, b.Secret()) {
+		t.Fatal("Location reveals the secret")
 	}
 	resp, got = get(loc, "")
 	if resp.StatusCode != http.StatusOK || digest.FromBytes(got).String() != ld {
@@ -195,30 +232,32 @@ func TestS3Redirect(t *testing.T) {
 	}
 	// A client that follows redirects (crane) pulls the image whole; the
 	// second time every blob is a redirect and nothing goes upstream.
-	m.pull(t, "s3/redir:v1")
+	rt := b.Client().Transport
+	m.pullVia(t, "obj/redir:v1", rt)
 	cacheDone(t, m.mirror)
 	blobGets := reg.Count("GET", "blobs")
-	m.pull(t, "s3/redir:v1")
+	m.pullVia(t, "obj/redir:v1", rt)
 	if reg.Count("GET", "blobs") != blobGets {
 		t.Fatal("pull through redirects went upstream")
 	}
 }
 
-// TestS3LyingUpstream: an upstream that sends wrong bytes for a digest leaves
-// nothing in the bucket (nor a temporary key) and no spool file.
-func TestS3LyingUpstream(t *testing.T) {
-	good := bytes.Repeat([]byte("s3-layer "), 100_000)
+// testLyingUpstreamObject: an upstream that sends wrong bytes for a digest
+// leaves nothing in the bucket (at the final key or a temporary one) and no
+// spool file.
+func testLyingUpstreamObject(t *testing.T, b objtest.Backend, root string) {
+	good := bytes.Repeat([]byte("obj-layer "), 100_000)
 	d := digest.FromBytes(good)
 	bad := bytes.Clone(good)
 	bad[len(bad)/2] ^= 1
 	up := liar(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(bad) })
-	m := startS3Mirror(t, up.URL, nil)
+	m := startObjMirror(t, b, root, up.URL, nil)
 	status, body, declared, failed := readAll(t, m.URL+"/v2/lie/blobs/"+d.String())
 	if status == 200 && !failed && (declared < 0 || int64(len(body)) == declared) {
 		t.Fatalf("client got a clean complete response (%d bytes) of unverified content", len(body))
 	}
 	waitFillsDone(t, m.mirror, d)
-	if keys := m.srv.Keys(t, ""); len(keys) != 0 {
+	if keys := m.keys(t, ""); len(keys) != 0 {
 		t.Fatalf("bucket holds %v after a lying upstream", keys)
 	}
 	if _, err := m.Store.StatBlob(context.Background(), d); err == nil {
@@ -229,18 +268,18 @@ func TestS3LyingUpstream(t *testing.T) {
 	}
 }
 
-// TestS3EvictionAfterTTL: with a short TTL the evictor deletes the content
+// testEvictionAfterTTL: with a short TTL the evictor deletes the content
 // from the bucket.
-func TestS3EvictionAfterTTL(t *testing.T) {
+func testEvictionAfterTTL(t *testing.T, b objtest.Backend, root string) {
 	reg := testregistry.Start(t)
-	img := reg.PushRandom(t, "s3/ev:v1", 2000, 2)
+	img := reg.PushRandom(t, "obj/ev:v1", 2000, 2)
 	ix, err := scheduler.Open(filepath.Join(t.TempDir(), "scheduler.db"),
 		scheduler.WithTTL(time.Second), scheduler.WithFlushInterval(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ix.Close() })
-	m := startS3Mirror(t, reg.URL, ix)
+	m := startObjMirror(t, b, root, reg.URL, ix)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -249,12 +288,12 @@ func TestS3EvictionAfterTTL(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
-	m.pull(t, "s3/ev:v1")
+	m.pull(t, "obj/ev:v1")
 	ld, _ := layerBytes(t, img)
 	cacheDone(t, m.mirror)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		keys := m.srv.Keys(t, "cache/docker/registry/v2/blobs/")
+		keys := m.keys(t, "docker/registry/v2/blobs/")
 		if len(keys) == 0 && ix.Len() == 0 {
 			break
 		}
@@ -266,7 +305,7 @@ func TestS3EvictionAfterTTL(t *testing.T) {
 	if m.hasBlob(t, ld) {
 		t.Fatal("layer still in the bucket")
 	}
-	if got := digestOf(t, m.pull(t, "s3/ev:v1")); got != digestOf(t, img) {
+	if got := digestOf(t, m.pull(t, "obj/ev:v1")); got != digestOf(t, img) {
 		t.Fatalf("pull after eviction: %s", got)
 	}
 }

@@ -14,18 +14,43 @@ import (
 	driver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ocimirror/proxy/internal/azuretest"
+	"github.com/ocimirror/proxy/internal/gcstest"
+	"github.com/ocimirror/proxy/internal/objtest"
 	"github.com/ocimirror/proxy/internal/s3test"
 )
 
-// newS3Store opens a store on a fresh versitygw bucket under the prefix /cache.
-func newS3Store(t *testing.T) (*Store, *s3test.Server) {
+// TestS3: the object store on versitygw.
+func TestS3(t *testing.T) { objtest.Run(t, s3test.Backend, nil, objectStoreCases) }
+
+// TestGCS: the object store on fake-gcs-server.
+func TestGCS(t *testing.T) { objtest.Run(t, gcstest.Backend, nil, objectStoreCases) }
+
+// TestAzure: the object store on Azurite, over http and (for SAS URLs, which
+// say https) over https.
+func TestAzure(t *testing.T) {
+	objtest.Run(t, azuretest.Backend, azuretest.BackendTLS, objectStoreCases)
+}
+
+// objectStoreCases are the store's tests on every object storage driver.
+var objectStoreCases = []objtest.Case{
+	{Name: "CommitOpenRange", Run: testCommitOpenRange},
+	{Name: "EmptyObjectIsNoBlob", Run: testEmptyObjectIsNoBlob},
+	{Name: "ShortUploadNotCommitted", Run: testShortUploadNotCommitted},
+	{Name: "SweepTemp", Run: testSweepTemp},
+	{Name: "OpenErrors", Run: testOpenErrors},
+	{Name: "DamagedManifest", Run: testDamagedManifest},
+	{Name: "BlobURL", Run: testBlobURL, Redirect: true},
+}
+
+// newObjectStore opens a store on b's bucket with params.
+func newObjectStore(t *testing.T, b objtest.Backend, params map[string]any) *Store {
 	t.Helper()
-	srv := s3test.Start(t)
-	s, err := NewS3(context.Background(), srv.Params("/cache"), t.TempDir())
+	s, err := NewObjectStore(b.Context(context.Background()), b.Driver(), params, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, srv
+	return s
 }
 
 // commit spools body and commits it as its digest.
@@ -44,18 +69,26 @@ func commit(t *testing.T, s *Store, body []byte) (digest.Digest, error) {
 	return d, err
 }
 
-func TestS3CommitOpenRange(t *testing.T) {
+// testCommitOpenRange: a blob larger than one part, chunk or block of the
+// driver's uploads (s3: 10 MiB parts; azure: 4 MiB blocks; gcs: chunks of
+// the 256 KiB chunksize given here, a resumable upload) is committed
+// whole, then read with a seek.
+func testCommitOpenRange(t *testing.T, b objtest.Backend, root string) {
 	ctx := context.Background()
-	s, srv := newS3Store(t)
-	body := make([]byte, 11<<20+17) // more than one 10 MiB part of the driver's uploads
+	p := b.Params(root)
+	if b.Driver() == "gcs" {
+		p["chunksize"] = 256 << 10
+	}
+	s := newObjectStore(t, b, p)
+	body := make([]byte, 11<<20+17)
 	_, _ = rand.Read(body)
 	d, err := commit(t, s, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Exactly the blob is in the bucket: the temporary key was moved, not copied.
-	keys := srv.Keys(t, "")
-	if want := s3test.BlobKey("/cache", d.String()); len(keys) != 1 || keys[0] != want {
+	keys := b.Keys(t, root[1:])
+	if want := objtest.BlobKey(root, d.String()); len(keys) != 1 || keys[0] != want {
 		t.Fatalf("bucket holds %v, want only %s", keys, want)
 	}
 	rc, info, err := s.OpenBlob(ctx, d)
@@ -87,29 +120,31 @@ func TestS3CommitOpenRange(t *testing.T) {
 	}
 }
 
-func TestS3BlobURL(t *testing.T) {
+// testBlobURL: the driver's redirect URL points at the emulator and serves
+// the blob.
+func testBlobURL(t *testing.T, b objtest.Backend, root string) {
 	ctx := context.Background()
-	s, _ := newS3Store(t)
+	s := newObjectStore(t, b, b.Params(root))
 	body := []byte("presigned bytes")
 	d, err := commit(t, s, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	u, err := s.BlobURL(ctx, http.MethodGet, d)
-	if err != nil || u == "" {
-		t.Fatalf("BlobURL = %q, %v", u, err)
+	if err != nil || !objtest.PointsAt(u, b) {
+		t.Fatalf("BlobURL = %q, %v; want a URL under %s", u, err, b.URL())
 	}
-	if strings.Contains(u, s3test.SecretKey) {
-		t.Fatal("the presigned URL contains the secret key")
+	if strings.Contains(u, b.Secret()) {
+		t.Fatal("the redirect URL contains the secret")
 	}
-	resp, err := http.Get(u)
+	resp, err := b.Client().Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	got, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, body) {
-		t.Fatalf("GET presigned URL: %d %q", resp.StatusCode, got)
+		t.Fatalf("GET redirect URL: %d %q", resp.StatusCode, got)
 	}
 	// The filesystem cannot redirect.
 	fs, err := NewFilesystem(t.TempDir())
@@ -121,12 +156,13 @@ func TestS3BlobURL(t *testing.T) {
 	}
 }
 
-// An empty object where a non-empty blob belongs is never served as that blob.
-func TestS3EmptyObjectIsNoBlob(t *testing.T) {
+// testEmptyObjectIsNoBlob: an empty object where a non-empty blob belongs is
+// never served as that blob.
+func testEmptyObjectIsNoBlob(t *testing.T, b objtest.Backend, root string) {
 	ctx := context.Background()
-	s, srv := newS3Store(t)
+	s := newObjectStore(t, b, b.Params(root))
 	d := digest.FromString("not empty")
-	srv.Put(t, s3test.BlobKey("/cache", d.String()), nil)
+	b.Put(t, objtest.BlobKey(root, d.String()), nil)
 	if _, err := s.StatBlob(ctx, d); !errors.Is(err, ErrNotFound) {
 		t.Errorf("StatBlob of an empty object: %v, want ErrNotFound", err)
 	}
@@ -161,11 +197,11 @@ func (w shortWriter) Write(p []byte) (int, error) {
 	return len(p), err
 }
 
-// An upload that reaches the backend short is not moved into place, and its
-// temporary key is removed.
-func TestS3ShortUploadNotCommitted(t *testing.T) {
+// testShortUploadNotCommitted: an upload that reaches the backend short is
+// not moved into place, and its temporary key is removed.
+func testShortUploadNotCommitted(t *testing.T, b objtest.Backend, root string) {
 	ctx := context.Background()
-	s, srv := newS3Store(t)
+	s := newObjectStore(t, b, b.Params(root))
 	short, err := New(shortDriver{s.Driver()}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +210,7 @@ func TestS3ShortUploadNotCommitted(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "holds") {
 		t.Fatalf("commit of a truncated upload: %v, want a size error", err)
 	}
-	if keys := srv.Keys(t, ""); len(keys) != 0 {
+	if keys := b.Keys(t, root[1:]); len(keys) != 0 {
 		t.Fatalf("bucket holds %v after a failed commit", keys)
 	}
 	if _, err := s.StatBlob(ctx, d); !errors.Is(err, ErrNotFound) {
@@ -182,51 +218,52 @@ func TestS3ShortUploadNotCommitted(t *testing.T) {
 	}
 }
 
-func TestS3SweepTemp(t *testing.T) {
+// testSweepTemp: temporary keys older than the age are removed.
+func testSweepTemp(t *testing.T, b objtest.Backend, root string) {
 	ctx := context.Background()
-	s, srv := newS3Store(t)
-	srv.Put(t, "cache/_proxy/spool/tmp-0123", []byte("left by a crash"))
+	s := newObjectStore(t, b, b.Params(root))
+	b.Put(t, root[1:]+"/_proxy/spool/tmp-0123", []byte("left by a crash"))
 	if n, err := s.SweepTemp(ctx, time.Hour); err != nil || n != 0 {
 		t.Fatalf("a fresh temporary key was swept: %d, %v", n, err)
 	}
 	if n, err := s.SweepTemp(ctx, 0); err != nil || n != 1 {
 		t.Fatalf("SweepTemp = %d, %v; want 1", n, err)
 	}
-	if keys := srv.Keys(t, ""); len(keys) != 0 {
+	if keys := b.Keys(t, root[1:]); len(keys) != 0 {
 		t.Fatalf("bucket holds %v after the sweep", keys)
 	}
 }
 
-func TestS3OpenErrors(t *testing.T) {
-	srv := s3test.Start(t)
-	p := srv.Params("/")
-	p["bucket"] = "no-such-bucket"
-	_, err := NewS3(context.Background(), p, t.TempDir())
+// testOpenErrors: a missing bucket is named; a wrong secret (where the
+// emulator checks credentials) fails the open without revealing it.
+func testOpenErrors(t *testing.T, b objtest.Backend, root string) {
+	ctx := b.Context(context.Background())
+	p := b.Params(root)
+	p[objtest.BucketParam(b.Driver())] = "no-such-bucket"
+	_, err := NewObjectStore(ctx, b.Driver(), p, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "no-such-bucket") {
 		t.Fatalf("open of a missing bucket: %v", err)
 	}
-	p = srv.Params("/")
-	p["secretkey"] = "wrong-" + s3test.SecretKey
-	_, err = NewS3(context.Background(), p, t.TempDir())
+	a, ok := b.(objtest.Authenticating)
+	if !ok {
+		return
+	}
+	p = b.Params(root)
+	a.BreakSecret(p)
+	_, err = NewObjectStore(ctx, b.Driver(), p, t.TempDir())
 	if err == nil {
-		t.Fatal("open with a wrong secret key succeeded")
+		t.Fatal("open with a wrong secret succeeded")
 	}
-	if strings.Contains(err.Error(), s3test.SecretKey) {
-		t.Fatalf("error reveals the secret key: %v", err)
-	}
-}
-
-func TestRedact(t *testing.T) {
-	err := redact(errors.New("bad key s3cr3t in request"), map[string]any{"secretkey": "s3cr3t"})
-	if err.Error() != "bad key **** in request" {
-		t.Fatalf("redact = %q", err)
+	if strings.Contains(err.Error(), b.Secret()) {
+		t.Fatalf("error reveals the secret: %v", err)
 	}
 }
 
-// A manifest whose stored bytes do not hash to its digest is not returned.
-func TestS3DamagedManifest(t *testing.T) {
+// testDamagedManifest: a manifest whose stored bytes do not hash to its
+// digest is not returned.
+func testDamagedManifest(t *testing.T, b objtest.Backend, root string) {
 	ctx := context.Background()
-	s, srv := newS3Store(t)
+	s := newObjectStore(t, b, b.Params(root))
 	body := []byte(`{"schemaVersion":2,"layers":[]}`)
 	d := digest.FromBytes(body)
 	if err := s.PutManifest(ctx, "lib/app", d, body); err != nil {
@@ -235,7 +272,7 @@ func TestS3DamagedManifest(t *testing.T) {
 	if got, err := s.GetManifest(ctx, "lib/app", d); err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("GetManifest = %q, %v", got, err)
 	}
-	srv.Put(t, s3test.BlobKey("/cache", d.String()), body[:10])
+	b.Put(t, objtest.BlobKey(root, d.String()), body[:10])
 	if _, err := s.GetManifest(ctx, "lib/app", d); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetManifest of a truncated object: %v, want ErrNotFound", err)
 	}

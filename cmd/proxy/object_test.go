@@ -18,14 +18,17 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/config"
+	"github.com/ocimirror/proxy/internal/azuretest"
+	"github.com/ocimirror/proxy/internal/gcstest"
+	"github.com/ocimirror/proxy/internal/objtest"
 	"github.com/ocimirror/proxy/internal/s3test"
 	"github.com/ocimirror/proxy/internal/syncbuf"
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
-// s3Config writes a configuration on srv's bucket (prefix /cache) with the
+// objConfig writes a configuration on b's bucket (prefix /cache) with the
 // local state in state, and returns its path and the listen address.
-func s3Config(t *testing.T, srv *s3test.Server, upstreamURL, state string) (string, string) {
+func objConfig(t *testing.T, b objtest.Backend, upstreamURL, state string) (string, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,7 +43,7 @@ proxy:
   remoteurl: %s
   statedirectory: %s
 hosted: {namespaces: [dev]}
-`, srv.ProxyStorage("/cache"), addr, upstreamURL, state)
+`, objtest.ProxyStorage(t, b, "/cache"), addr, upstreamURL, state)
 	path := filepath.Join(t.TempDir(), "config.yml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -48,28 +51,38 @@ hosted: {namespaces: [dev]}
 	return path, addr
 }
 
-// TestServeS3: proxy serve on an s3 bucket: a pull fills the bucket, the index
-// and spool are in the state directory (whose lock keeps gc out while serving),
-// gc works on the bucket once the server stopped, and no log line carries the
-// secret key.
-func TestServeS3(t *testing.T) {
-	srv := s3test.Start(t)
+// TestServeS3: proxy serve on a versitygw bucket (see testServe).
+func TestServeS3(t *testing.T) { testServe(t, s3test.Start(t)) }
+
+// TestServeGCS: proxy serve on a fake-gcs-server bucket (see testServe).
+func TestServeGCS(t *testing.T) { testServe(t, gcstest.Start(t)) }
+
+// TestServeAzure: proxy serve on an Azurite container over http (see
+// testServe).
+func TestServeAzure(t *testing.T) { testServe(t, azuretest.Start(t)) }
+
+// testServe: proxy serve on an object store configured as the storage
+// section: a pull fills the bucket, the index and spool are in the state
+// directory (whose lock keeps gc out while serving), gc works on the bucket
+// once the server stopped, and no log line carries the secret.
+func testServe(t *testing.T, srv objtest.Backend) {
 	reg := testregistry.Start(t)
 	img := reg.PushRandom(t, "lib/app:v1", 50_000, 2)
 	state := t.TempDir()
-	cfgPath, addr := s3Config(t, srv, reg.URL, state)
+	cfgPath, addr := objConfig(t, srv, reg.URL, state)
 	cfg, err := config.Load(cfgPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := hostedBackend(cfg); b.S3["rootdirectory"] != "/cache/hosted" || b.S3["bucket"] != "cache" {
-		t.Fatalf("hosted backend %v", b.S3)
+	bucket := objtest.BucketParam(srv.Driver())
+	if b := hostedBackend(cfg); b.Driver != srv.Driver() || b.Params["rootdirectory"] != "/cache/hosted" || b.Params[bucket] != "cache" {
+		t.Fatalf("hosted backend %v", b)
 	}
 	logs := &syncbuf.Buffer{}
 	l := logrus.New()
 	l.SetOutput(logs)
 	l.SetLevel(logrus.DebugLevel)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(srv.Context(context.Background()))
 	done := make(chan error, 1)
 	go func() { done <- runServer(ctx, cfg, logrus.NewEntry(l)) }()
 	stopped := false
@@ -113,7 +126,7 @@ func TestServeS3(t *testing.T) {
 	ld, _ := layers[0].Digest()
 	waitFor(t, "layer in the bucket", func() bool {
 		for _, k := range srv.Keys(t, "") {
-			if k == s3test.BlobKey("/cache", ld.String()) {
+			if k == objtest.BlobKey("/cache", ld.String()) {
 				return true
 			}
 		}
@@ -133,12 +146,12 @@ func TestServeS3(t *testing.T) {
 	if code := gc([]string{"--dry-run", cfgPath}, &stdout, &stderr, nil); code != exitOK {
 		t.Fatalf("gc --dry-run: exit %d, %s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "storage s3://cache/cache at 127.0.0.1") || strings.Contains(stdout.String(), "cache size: 0 B") {
+	if !strings.Contains(stdout.String(), "storage "+cfg.Storage.Describe()) || strings.Contains(stdout.String(), "cache size: 0 B") {
 		t.Errorf("gc report:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 	for _, out := range []string{logs.String(), stdout.String(), stderr.String()} {
-		if strings.Contains(out, s3test.SecretKey) {
-			t.Fatal("the secret key appears in the output")
+		if strings.Contains(out, srv.Secret()) {
+			t.Fatal("the secret appears in the output")
 		}
 	}
 }

@@ -6,9 +6,9 @@ package e2e
 // one bucket of a real S3 server (versitygw, posix backend in a temp dir) and
 // one redis-server, filling from a distribution registry through a counting,
 // throttled front (clusterfront_test.go). The in-process versions of these
-// checks are proxy/cluster_test.go's TestS3ClusterHerd, TestS3ClusterTakeover
-// and TestS3ClusterRedisDown; these run the real processes, over loopback,
-// with real kills.
+// checks are proxy/cluster_test.go's TestS3ClusterHerd, TestS3ClusterTakeover,
+// TestS3ClusterRedisDown and TestS3ClusterEviction; these run the real
+// processes, over loopback, with real kills.
 
 import (
 	"context"
@@ -40,6 +40,8 @@ const (
 // clusterEnv is the running cluster and the blobs of its upstream.
 type clusterEnv struct {
 	top   *testing.T // owns the processes: a replica restarted in a phase outlives it
+	bin   string     // the built proxy, for phases that start replicas of their own
+	reg   string     // the registry's URL, for phases that push blobs of their own
 	srv   *s3test.Server
 	rs    *redistest.Server
 	front *front
@@ -50,7 +52,8 @@ type clusterEnv struct {
 }
 
 // TestCluster: the herd, the kill of the filling replica and Redis stopped,
-// in that order on one cluster (each phase starts from what the last left).
+// in that order on one cluster (each phase starts from what the last left),
+// then eviction with a short TTL on replicas of its own (clusterevict_test.go).
 func TestCluster(t *testing.T) {
 	requireClusterTools(t)
 	bin := buildProxy(t) // once for the package: not part of this test's time
@@ -60,7 +63,7 @@ func TestCluster(t *testing.T) {
 	for _, phase := range []struct {
 		name string
 		run  func(*testing.T, *clusterEnv)
-	}{{"herd", clusterHerd}, {"kill", clusterKill}, {"redis-down", clusterRedisDown}} {
+	}{{"herd", clusterHerd}, {"kill", clusterKill}, {"redis-down", clusterRedisDown}, {"evict", clusterEvict}} {
 		if !t.Run(phase.name, func(t *testing.T) { phase.run(t, c) }) {
 			t.Fatalf("phase %s failed; the later phases need what it leaves\n%s", phase.name, logTails(c.reps))
 		}
@@ -73,13 +76,13 @@ func TestCluster(t *testing.T) {
 func startClusterEnv(t *testing.T, bin string) *clusterEnv {
 	t.Helper()
 	reg := startRegistry(t)
-	c := &clusterEnv{top: t, srv: s3test.Start(t), rs: redistest.Start(t), front: startFront(t, reg.URL, 3)}
+	c := &clusterEnv{top: t, bin: bin, reg: reg.URL, srv: s3test.Start(t), rs: redistest.Start(t), front: startFront(t, reg.URL, 3)}
 	c.single = pushBlob(t, reg.URL, "cluster/single", herdSize)
 	c.herd = pushBlob(t, reg.URL, "cluster/herd", herdSize)
 	c.kill = pushBlob(t, reg.URL, "cluster/kill", killSize)
 	c.down = pushBlob(t, reg.URL, "cluster/down", smallSize)
 	c.back = pushBlob(t, reg.URL, "cluster/back", smallSize)
-	c.reps = startReplicas(t, bin, c.srv, c.rs, c.front.URLs)
+	c.reps = startReplicas(t, bin, c.srv, c.rs, c.front.URLs, replicaSpec{root: clusterRoot})
 	for _, r := range c.reps {
 		c.bases = append(c.bases, r.URL)
 	}
@@ -128,7 +131,13 @@ func failed(t *testing.T, ps []pull, skip int) {
 // the object there is b: its length and digest, read through the S3 API.
 func checkStored(t *testing.T, srv *s3test.Server, b blob) {
 	t.Helper()
-	key := objtest.BlobKey(clusterRoot, b.Digest)
+	checkStoredAt(t, srv, clusterRoot, b)
+}
+
+// checkStoredAt is checkStored for the cache under root in the bucket.
+func checkStoredAt(t *testing.T, srv *s3test.Server, root string, b blob) {
+	t.Helper()
+	key := objtest.BlobKey(root, b.Digest)
 	var n int64
 	var d string
 	err := waitUntil(30*time.Second, func() (err error) { n, d, err = srv.Digest(key); return err })
@@ -265,7 +274,3 @@ func expectGETs(t *testing.T, c *clusterEnv, b blob, want int64, what string) {
 		t.Errorf("%s: %d upstream GETs, want %d", what, gets, want)
 	}
 }
-
-// TODO(issue 9, eviction): "Evict with a short TTL: exactly one replica
-// deletes, content in use stays." Left for the engineer building the cluster
-// eviction in scheduler/; add it here as a fourth phase once that lands.

@@ -98,6 +98,13 @@ type pull struct {
 // getBlob GETs b from the proxy at base and checks the body's length and
 // digest; it returns how long the whole transfer took.
 func getBlob(ctx context.Context, base string, b blob) (time.Duration, error) {
+	return getBlobPaced(ctx, base, b, 0)
+}
+
+// getBlobPaced is getBlob for a client that reads the body at most rate
+// bytes per second (0: as fast as it comes): a slow client, whose transfer
+// holds the replica's read of the blob open for as long.
+func getBlobPaced(ctx context.Context, base string, b blob, rate int64) (time.Duration, error) {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+b.Repo+"/blobs/"+url.PathEscape(b.Digest), nil)
 	if err != nil {
@@ -113,7 +120,11 @@ func getBlob(ctx context.Context, base string, b blob) (time.Duration, error) {
 		return 0, fmt.Errorf("GET %s: %s: %s", b.Digest, resp.Status, msg)
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
+	var body io.Reader = resp.Body
+	if rate > 0 {
+		body = &slowReader{r: resp.Body, rate: rate, start: time.Now()}
+	}
+	n, err := io.Copy(h, body)
 	if err != nil {
 		return 0, fmt.Errorf("GET %s: after %d bytes: %w", b.Digest, n, err)
 	}
@@ -121,6 +132,21 @@ func getBlob(ctx context.Context, base string, b blob) (time.Duration, error) {
 		return 0, fmt.Errorf("GET %s: %d bytes hashing to %s, want %d bytes", b.Digest, n, got, b.Size)
 	}
 	return time.Since(start), nil
+}
+
+// slowReader reads r at most rate bytes per second from start.
+type slowReader struct {
+	r     io.Reader
+	rate  int64
+	start time.Time
+	n     int64
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	time.Sleep(time.Until(paceDue(s.start, s.n, s.rate)))
+	n, err := s.r.Read(p[:min(len(p), pacedChunk)])
+	s.n += int64(n)
+	return n, err
 }
 
 // pullAll starts clients GETs of b at once, client i on replica bases[i%len],
@@ -157,4 +183,30 @@ func slowestOn(ps []pull, n int) []time.Duration {
 		out[p.replica] = max(out[p.replica], p.took.Round(time.Millisecond))
 	}
 	return out
+}
+
+// keepPulling GETs b through base again and again, one pull every xEvery,
+// until the returned stop is called (or ctx ends); stop returns how many
+// pulls ran and their errors.
+func keepPulling(ctx context.Context, base string, b blob) (stop func() (int, []error)) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var n int
+	var errs []error
+	go func() {
+		defer close(done)
+		for tick := time.NewTicker(xEvery); ; {
+			if _, err := getBlob(ctx, base, b); err != nil && ctx.Err() == nil {
+				errs = append(errs, err)
+			}
+			n++
+			select {
+			case <-ctx.Done():
+				tick.Stop()
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() (int, []error) { cancel(); <-done; return n, errs }
 }

@@ -132,11 +132,16 @@ type pacedBody struct {
 // pacedChunk is the most a paced Read returns at once.
 const pacedChunk = 64 << 10
 
+// paceDue is when a transfer that started at start and holds to rate bytes
+// per second may pass on the bytes after its first n.
+func paceDue(start time.Time, n, rate int64) time.Time {
+	return start.Add(time.Duration(float64(n) / float64(rate) * float64(time.Second)))
+}
+
 func (b *pacedBody) Read(p []byte) (int, error) {
 	if rate := b.f.rate.Load(); rate > 0 {
 		p = p[:min(len(p), pacedChunk)]
-		due := b.start.Add(time.Duration(float64(b.n.Load()) / float64(rate) * float64(time.Second)))
-		if d := time.Until(due); d > 0 {
+		if d := time.Until(paceDue(b.start, b.n.Load(), rate)); d > 0 {
 			select {
 			case <-time.After(d):
 			case <-b.ctx.Done(): // the replica hung up (or was killed)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,34 +48,51 @@ func requireClusterTools(t *testing.T) {
 	requireTool(t, "redis-server", "apt-get install redis-server")
 }
 
+// replicaSpec sets one cluster of replicas apart from another on the same
+// bucket and redis-server: its key prefix, its Redis database (leases and the
+// shared index) and more keys of the proxy section.
+type replicaSpec struct {
+	root  string // key prefix of the cache in the bucket
+	db    int    // Redis database
+	proxy string // more keys of the proxy section, each line indented by two spaces
+}
+
 // startReplicas starts n replicas of bin on srv's bucket and rs, replica i
 // filling from upstreams[i].
-func startReplicas(t *testing.T, bin string, srv *s3test.Server, rs *redistest.Server, upstreams []string) []*replica {
+func startReplicas(t *testing.T, bin string, srv *s3test.Server, rs *redistest.Server, upstreams []string, spec replicaSpec) []*replica {
 	t.Helper()
 	var out []*replica
 	for i, up := range upstreams {
-		r := &replica{ID: i, Addr: freeAddr(t), bin: bin}
-		r.URL = "http://" + r.Addr
-		r.cfg = filepath.Join(t.TempDir(), "config.yml")
-		writeFile(t, r.cfg, replicaConfig(t, srv, rs, r.Addr, up, t.TempDir()))
-		r.start(t)
-		out = append(out, r)
+		out = append(out, startReplica(t, bin, srv, rs, i, up, spec))
 	}
 	return out
 }
 
+// startReplica starts replica id of bin on srv's bucket and rs, filling from
+// upstream, and waits until it answers.
+func startReplica(t *testing.T, bin string, srv *s3test.Server, rs *redistest.Server, id int, upstream string, spec replicaSpec) *replica {
+	t.Helper()
+	r := &replica{ID: id, Addr: freeAddr(t), bin: bin}
+	r.URL = "http://" + r.Addr
+	r.cfg = filepath.Join(t.TempDir(), "config.yml")
+	writeFile(t, r.cfg, replicaConfig(t, srv, rs, r.Addr, upstream, t.TempDir(), spec))
+	r.start(t)
+	return r
+}
+
 // replicaConfig is a replica's configuration. Redirects are off, so that every
 // hit is served by the replica itself, which is what the test checks.
-func replicaConfig(t testing.TB, srv *s3test.Server, rs *redistest.Server, addr, upstreamURL, state string) string {
+func replicaConfig(t testing.TB, srv *s3test.Server, rs *redistest.Server, addr, upstreamURL, state string, spec replicaSpec) string {
 	return fmt.Sprintf(`version: 0.1
 log: {level: info}
 %shttp: {addr: %q}
 proxy:
   remoteurl: %s
   statedirectory: %s
-redis:
+%sredis:
   addrs: [%q]
-`, objtest.ProxyStorage(t, srv, clusterRoot), addr, upstreamURL, state, rs.Addr)
+  db: %d
+`, objtest.ProxyStorage(t, srv, spec.root), addr, upstreamURL, state, spec.proxy, rs.Addr, spec.db)
 }
 
 // start runs the replica's binary and waits until it answers /v2/.
@@ -98,21 +116,49 @@ var degradedGauge = regexp.MustCompile(`(?m)^proxy_cluster_degraded ([0-9.e+-]+)
 
 // degraded returns the value of the replica's proxy_cluster_degraded gauge.
 func (r *replica) degraded() (string, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(r.URL + "/metrics")
+	body, err := r.scrape()
 	if err != nil {
-		return "", fmt.Errorf("replica %d metrics: %w", r.ID, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", fmt.Errorf("replica %d metrics: %w", r.ID, err)
+		return "", err
 	}
 	m := degradedGauge.FindSubmatch(body)
 	if m == nil {
 		return "", fmt.Errorf("replica %d metrics have no proxy_cluster_degraded sample", r.ID)
 	}
 	return string(m[1]), nil
+}
+
+// scrape returns the replica's /metrics page.
+func (r *replica) scrape() ([]byte, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(r.URL + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("replica %d metrics: %w", r.ID, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("replica %d metrics: %w", r.ID, err)
+	}
+	return body, nil
+}
+
+// counter returns the sum of the samples of the counter name on the
+// replica's /metrics, whatever their labels (0 when it has none yet).
+func (r *replica) counter(name string) (float64, error) {
+	body, err := r.scrape()
+	if err != nil {
+		return 0, err
+	}
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{[^}]*\})? ([0-9.e+-]+)$`)
+	var sum float64
+	for _, m := range re.FindAllSubmatch(body, -1) {
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			return 0, fmt.Errorf("replica %d metric %s: %w", r.ID, name, err)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // waitDegraded waits (at most timeout) until every replica's degraded gauge
@@ -136,6 +182,14 @@ func waitDegraded(t *testing.T, rs []*replica, want string, timeout time.Duratio
 		t.Fatal(err)
 	}
 	return time.Since(start)
+}
+
+// logHas returns nil if the replica's log has s, an error otherwise.
+func logHas(r *replica, s string) error {
+	if !strings.Contains(r.Logs.String(), s) {
+		return fmt.Errorf("replica %d has not logged %q", r.ID, s)
+	}
+	return nil
 }
 
 // logTails returns the end of every replica's log, for failure messages.

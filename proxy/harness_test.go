@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/internal/syncbuf"
 	"github.com/ocimirror/proxy/scheduler"
 	"github.com/ocimirror/proxy/storage"
 	"github.com/ocimirror/proxy/upstream"
@@ -63,7 +64,13 @@ func startMirrorOn(t *testing.T, store *storage.Store, root, upstreamURL string,
 	t.Helper()
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
-	log.SetOutput(io.Discard)
+	logs := &syncbuf.Buffer{} // shown when the test fails: a 500's cause is only logged
+	log.SetOutput(logs)
+	t.Cleanup(func() {
+		if t.Failed() && logs.String() != "" {
+			t.Logf("mirror's warnings and errors:\n%s", logs.String())
+		}
+	})
 	opts = append([]upstream.Option{
 		upstream.WithTimeouts(2*time.Second, 2*time.Second, 2*time.Second),
 		upstream.WithRetries(1, 10*time.Millisecond),

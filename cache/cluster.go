@@ -99,7 +99,10 @@ func (c *Cache) claimFill(f *fill, tries *int) claim {
 		}
 		// Another replica fills: wait for its release (after its commit, or
 		// its failure) or for its lease to expire (it died), then look again.
-		werr := c.coord.WaitReleased(ctx, key)
+		werr := c.waitHolder(ctx, key, *tries)
+		if errors.Is(werr, errLookAgain) {
+			continue
+		}
 		if _, err := c.store.StatBlob(c.ctx, f.dgst); err == nil {
 			return claim{from: fromStore, release: noop}
 		}
@@ -114,6 +117,29 @@ func (c *Cache) claimFill(f *fill, tries *int) claim {
 			return alone
 		}
 	}
+}
+
+// peerPoll is how often a waiting replica that may stream from the holder
+// looks for the peer URL the holder publishes just after taking the lease.
+const peerPoll = 500 * time.Millisecond
+
+// errLookAgain: the holder may have published its peer URL meanwhile.
+var errLookAgain = errors.New("look for the holder's peer URL again")
+
+// waitHolder waits for the release or expiry of the lease key. While peer
+// streaming may still be tried, it returns errLookAgain every peerPoll, since
+// a holder publishes its URL a moment after it took the lease.
+func (c *Cache) waitHolder(ctx context.Context, key string, tries int) error {
+	if c.peers == nil || tries >= maxPeerTries {
+		return c.coord.WaitReleased(ctx, key)
+	}
+	pctx, cancel := context.WithTimeout(ctx, peerPoll)
+	defer cancel()
+	err := c.coord.WaitReleased(pctx, key)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+		return errLookAgain
+	}
+	return err
 }
 
 // fillLease is the cluster lease of a fill of dgst: its holder fetches the

@@ -63,17 +63,20 @@ func startReplicas(t *testing.T, bin string, srv *s3test.Server, rs *redistest.S
 }
 
 // replicaConfig is a replica's configuration. Redirects are off, so that every
-// hit is served by the replica itself, which is what the test checks.
+// hit is served by the replica itself, which is what the test checks. Each
+// replica's peerurl is its own address and http.secret is shared, so that a
+// replica waiting for another's fill streams it from that replica.
 func replicaConfig(srv *s3test.Server, rs *redistest.Server, addr, upstreamURL, state string) string {
 	return fmt.Sprintf(`version: 0.1
 log: {level: info}
-%shttp: {addr: %q}
+%shttp: {addr: %q, secret: the-cluster-test-secret}
 proxy:
   remoteurl: %s
   statedirectory: %s
+  peerurl: http://%s
 redis:
   addrs: [%q]
-`, srv.ProxyStorage(clusterRoot), addr, upstreamURL, state, rs.Addr)
+`, srv.ProxyStorage(clusterRoot), addr, upstreamURL, state, addr, rs.Addr)
 }
 
 // start runs the replica's binary and waits until it answers /v2/.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"github.com/ocimirror/proxy/cluster"
 	"github.com/ocimirror/proxy/internal/redistest"
 	"github.com/ocimirror/proxy/internal/s3test"
+	"github.com/ocimirror/proxy/internal/testregistry"
 	"github.com/ocimirror/proxy/storage"
 )
 
@@ -57,6 +59,21 @@ func startPeerCluster(t *testing.T, n int, srv *s3test.Server, rs *redistest.Ser
 		out = append(out, &peerReplica{replica: &replica{mirror: m, coord: coord}, srv: hs})
 	}
 	return out
+}
+
+// startEnv starts what a cluster test runs on: redis-server, versitygw and
+// an upstream registry.
+func startEnv(t *testing.T) (*redistest.Server, *s3test.Server, *testregistry.Registry) {
+	t.Helper()
+	return redistest.Start(t), s3test.Start(t), testregistry.Start(t)
+}
+
+// checkBucket fails the test unless the bucket holds exactly want at d.
+func checkBucket(t *testing.T, srv *s3test.Server, d string, want []byte) {
+	t.Helper()
+	if !bytes.Equal(storedBytes(t, srv, d), want) {
+		t.Fatal("the bucket holds other bytes than the blob")
+	}
 }
 
 // testCoordinator is a Redis coordinator with the cluster tests' short

@@ -15,8 +15,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ocimirror/proxy/cluster"
-	"github.com/ocimirror/proxy/internal/redistest"
-	"github.com/ocimirror/proxy/internal/s3test"
 	"github.com/ocimirror/proxy/internal/testregistry"
 )
 
@@ -29,9 +27,7 @@ const herdClients = 12
 // every client of replicas 1 and 2 gets its first byte before the bucket
 // holds the blob: they stream it from replica 0's fill, not from the store.
 func TestS3ClusterPeerHerd(t *testing.T) {
-	rs := redistest.Start(t)
-	srv := s3test.Start(t)
-	reg := testregistry.Start(t)
+	rs, srv, reg := startEnv(t)
 	d, want := layerBytes(t, reg.PushRandom(t, "cl/peer:v1", 4<<20, 1))
 	up := trickle(t, reg.URL, 64<<10, 20*time.Millisecond) // about 3s for the blob
 	reps := startPeerCluster(t, 3, srv, rs, up, 2*time.Second)
@@ -46,9 +42,7 @@ func TestS3ClusterPeerHerd(t *testing.T) {
 				r.replica, r.first.Sub(committed))
 		}
 	}
-	if !bytes.Equal(storedBytes(t, srv, d), want) {
-		t.Fatal("the bucket holds other bytes than the blob")
-	}
+	checkBucket(t, srv, d, want)
 }
 
 // TestS3ClusterHerdTimes is TestS3ClusterPeerHerd's herd on replicas
@@ -56,9 +50,7 @@ func TestS3ClusterPeerHerd(t *testing.T) {
 // get no byte before the commit. It asserts what the herd always asserts
 // and logs the times.
 func TestS3ClusterHerdTimes(t *testing.T) {
-	rs := redistest.Start(t)
-	srv := s3test.Start(t)
-	reg := testregistry.Start(t)
+	rs, srv, reg := startEnv(t)
 	d, _ := layerBytes(t, reg.PushRandom(t, "cl/nopeer:v1", 4<<20, 1))
 	up := trickle(t, reg.URL, 64<<10, 20*time.Millisecond)
 	var reps []*peerReplica
@@ -150,9 +142,7 @@ func allDone(t *testing.T, reps []*peerReplica) {
 // lease over (one more upstream GET), a retry of any cut client succeeds,
 // and the bucket holds the blob.
 func TestS3ClusterPeerHolderDies(t *testing.T) {
-	rs := redistest.Start(t)
-	srv := s3test.Start(t)
-	reg := testregistry.Start(t)
+	rs, srv, reg := startEnv(t)
 	dd, want := layerBytes(t, reg.PushRandom(t, "cl/die:v1", 4<<20, 1))
 	d := digest.Digest(dd)
 	up := trickle(t, reg.URL, 64<<10, 40*time.Millisecond) // about 2.6s for the blob
@@ -195,9 +185,7 @@ func TestS3ClusterPeerHolderDies(t *testing.T) {
 	if gets := reg.Count("GET", "blobs"); gets != 2 {
 		t.Errorf("%d upstream GETs, want 2 (the dead replica's and one takeover)", gets)
 	}
-	if !bytes.Equal(storedBytes(t, srv, dd), want) {
-		t.Fatal("the bucket holds other bytes than the blob")
-	}
+	checkBucket(t, srv, dd, want)
 }
 
 // TestS3ClusterLyingPeer: the lease of a blob is held and the published peer
@@ -206,9 +194,7 @@ func TestS3ClusterPeerHolderDies(t *testing.T) {
 // is committed, the upstream is not asked, and the liar got a peer token and
 // no upstream credentials. Once the lease is free the blob is fetched right.
 func TestS3ClusterLyingPeer(t *testing.T) {
-	rs := redistest.Start(t)
-	srv := s3test.Start(t)
-	reg := testregistry.Start(t)
+	rs, srv, reg := startEnv(t)
 	dd, want := layerBytes(t, reg.PushRandom(t, "cl/lie:v1", 1<<20, 1))
 	d := digest.Digest(dd)
 	var asked atomic.Int64
@@ -265,9 +251,7 @@ func TestS3ClusterLyingPeer(t *testing.T) {
 // 403, each with an errcode body and no blob bytes; a valid token gets the
 // blob, or a 404 for a blob neither filling nor stored.
 func TestS3PeerFillAuth(t *testing.T) {
-	rs := redistest.Start(t)
-	srv := s3test.Start(t)
-	reg := testregistry.Start(t)
+	rs, srv, reg := startEnv(t)
 	dd, want := layerBytes(t, reg.PushRandom(t, "cl/auth:v1", 100_000, 1))
 	rep := startPeerCluster(t, 1, srv, rs, reg.URL, time.Second)[0]
 	if _, err := getBlob(context.Background(), rep.URL, "cl/auth", dd); err != nil {

@@ -230,57 +230,6 @@ func (c *Cache) awaitFill(ctx context.Context, f *fill) (*Blob, error) {
 	return &Blob{Digest: f.dgst, Source: Miss, size: size, fill: f}, nil
 }
 
-// runFill fetches the blob upstream into the spool, verifies and commits it. It runs
-// on the cache's context, not a client's: a client that leaves does not stop it.
-// Clients get the last byte as soon as the digest matched; the commit (a sync
-// and a rename) follows, so its cost is not theirs to wait for.
-func (c *Cache) runFill(f *fill) {
-	defer c.running.Done()
-	defer f.release()
-	releaseLease, fromStore := c.claimFill(f)
-	var err error
-	if fromStore {
-		err = c.copyStored(f)
-		f.finish(err)
-	} else {
-		err = c.fetchInto(f)
-		f.finish(err)
-		c.metrics.Fill(c.up.Host(), f.written, err)
-		if err == nil {
-			err = c.store.CommitBlob(c.ctx, f.file, f.dgst)
-		}
-	}
-	if err == nil {
-		err = c.linkLayer(c.ctx, f.repo, f.dgst, f.written)
-	}
-	if fromStore {
-		c.store.DiscardSpool(f.file) // a private copy: the blob is stored already
-	}
-	if err != nil {
-		if !fromStore {
-			c.store.DiscardSpool(f.file)
-		}
-		c.log.WithError(err).WithField("digest", f.dgst).WithField("repo", f.repo.local).
-			Warn("blob fill failed; nothing stored")
-	}
-	releaseLease() // after the commit: waiting replicas find the blob stored
-	f.storeErr = err
-	close(f.stored)
-	c.mu.Lock()
-	delete(c.fills, f.dgst)
-	c.mu.Unlock()
-}
-
-func (c *Cache) fetchInto(f *fill) error {
-	body, size, err := c.up.GetBlob(c.ctx, f.repo.up, f.dgst)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	f.start(size)
-	return f.copyFrom(body, size)
-}
-
 // sendChunk is how much of a file one sendfile call sends. One call for a whole
 // blob (what io.Copy does) measured about 10% slower for a single client than
 // nginx's 2 MiB pieces here.

@@ -59,6 +59,7 @@ type Cache struct {
 	coord       cluster.Coordinator // other replicas on the same store; cluster.Local alone
 	leaseTTL    time.Duration
 	clusterWait time.Duration
+	peers       *Peers // streaming from the replica that fills; nil: off
 
 	ctx    context.Context // lifetime of fills: they outlive the request that started them
 	cancel context.CancelFunc

@@ -43,19 +43,37 @@ func WithCluster(c cluster.Coordinator, leaseTTL, wait time.Duration) Option {
 	}
 }
 
+// source is where a fill's runner takes the blob's bytes from.
+type source int
+
+const (
+	fromUpstream source = iota // this replica holds the fill lease, or fetches alone
+	fromStore                  // another replica committed the blob
+	fromPeer                   // another replica fills it now: stream its fill
+)
+
+// claim is claimFill's decision.
+type claim struct {
+	from    source
+	peer    string // fromPeer: the peer URL the lease holder published
+	release func() // ends the lease after the commit; a no-op unless held
+}
+
 // claimFill decides where the fill f gets its bytes: from the upstream (this
 // replica holds the cluster's lease on the digest, or nobody can tell because
-// Redis is unreachable), or from the store (another replica committed the blob
-// while this one waited). release ends the lease; the fill calls it after its
-// commit, so waiters find the blob when they wake.
+// Redis is unreachable), from the lease holder's fill in progress (peer
+// streaming, at most maxPeerTries times per fill, counted in tries), or from
+// the store (another replica committed the blob while this one waited).
+// release ends the lease; the fill calls it after its commit, so waiters
+// find the blob when they wake.
 //
-// The clients of f block meanwhile: they get the blob's first bytes when it is
-// committed elsewhere and copied from the store (streaming from the filling
-// replica is a later step).
-func (c *Cache) claimFill(f *fill) (release func(), fromStore bool) {
+// Without peer streaming the clients of a waiting replica block until the
+// blob is committed elsewhere and copied from the store.
+func (c *Cache) claimFill(f *fill, tries *int) claim {
 	noop := func() {}
+	alone := claim{from: fromUpstream, release: noop}
 	if !c.coord.Clustered() {
-		return noop, false
+		return alone
 	}
 	key := fillLease(f.dgst)
 	log := c.log.WithField("digest", f.dgst)
@@ -65,21 +83,28 @@ func (c *Cache) claimFill(f *fill) (release func(), fromStore bool) {
 		held, release, err := c.coord.Lease(ctx, key, c.leaseTTL)
 		if err != nil {
 			log.WithError(err).Debug("no fill lease; fetching alone")
-			return noop, false
+			return alone
 		}
 		if held {
 			// The previous holder may have committed just before releasing.
 			if _, err := c.store.StatBlob(ctx, f.dgst); err == nil {
 				release()
-				return noop, true
+				return claim{from: fromStore, release: noop}
 			}
-			return release, false
+			c.publishPeer(ctx, f.dgst)
+			return claim{from: fromUpstream, release: release}
+		}
+		if peer := c.holderPeer(ctx, f.dgst, tries); peer != "" {
+			return claim{from: fromPeer, peer: peer, release: noop}
 		}
 		// Another replica fills: wait for its release (after its commit, or
 		// its failure) or for its lease to expire (it died), then look again.
-		werr := c.coord.WaitReleased(ctx, key)
+		werr := c.waitHolder(ctx, key, *tries)
+		if errors.Is(werr, errLookAgain) {
+			continue
+		}
 		if _, err := c.store.StatBlob(c.ctx, f.dgst); err == nil {
-			return noop, true
+			return claim{from: fromStore, release: noop}
 		}
 		if werr != nil {
 			if c.ctx.Err() == nil {
@@ -89,9 +114,32 @@ func (c *Cache) claimFill(f *fill) (release func(), fromStore bool) {
 				}
 				log.WithError(werr).Warn(msg)
 			}
-			return noop, false
+			return alone
 		}
 	}
+}
+
+// peerPoll is how often a waiting replica that may stream from the holder
+// looks for the peer URL the holder publishes just after taking the lease.
+const peerPoll = 500 * time.Millisecond
+
+// errLookAgain: the holder may have published its peer URL meanwhile.
+var errLookAgain = errors.New("look for the holder's peer URL again")
+
+// waitHolder waits for the release or expiry of the lease key. While peer
+// streaming may still be tried, it returns errLookAgain every peerPoll, since
+// a holder publishes its URL a moment after it took the lease.
+func (c *Cache) waitHolder(ctx context.Context, key string, tries int) error {
+	if c.peers == nil || tries >= maxPeerTries {
+		return c.coord.WaitReleased(ctx, key)
+	}
+	pctx, cancel := context.WithTimeout(ctx, peerPoll)
+	defer cancel()
+	err := c.coord.WaitReleased(pctx, key)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+		return errLookAgain
+	}
+	return err
 }
 
 // fillLease is the cluster lease of a fill of dgst: its holder fetches the
@@ -100,14 +148,16 @@ func fillLease(dgst digest.Digest) string { return "fill:" + dgst.String() }
 
 // copyStored fills f from the blob another replica committed, verifying it
 // again on the way (what is read from the store is hashed like an upstream
-// body).
+// body). It goes on after the bytes a broken peer stream left in the spool.
 func (c *Cache) copyStored(f *fill) error {
 	rc, info, err := c.store.OpenBlob(c.ctx, f.dgst)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	f.start(info.Size)
+	if err := f.begin(info.Size); err != nil {
+		return err
+	}
 	return f.copyFrom(rc, info.Size)
 }
 

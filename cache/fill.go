@@ -2,7 +2,9 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"sync"
@@ -19,6 +21,7 @@ type fill struct {
 	repo  repository // the repository the upstream fetch is made in
 	file  *os.File   // the spool; read with ReadAt, valid after commit renames it
 	ready chan struct{}
+	hash  hash.Hash // of the spool's bytes so far; only the runner uses it
 
 	stored   chan struct{} // closed when the runner is done: committed and linked, or failed
 	storeErr error         // why nothing was stored; written before stored is closed
@@ -36,6 +39,7 @@ func newFill(dgst digest.Digest, repo repository, file *os.File) *fill {
 	return &fill{
 		dgst: dgst, repo: repo, file: file,
 		ready:   make(chan struct{}),
+		hash:    dgst.Algorithm().Hash(),
 		stored:  make(chan struct{}),
 		changed: make(chan struct{}),
 		size:    -1,
@@ -156,12 +160,40 @@ func (f *fill) reopen() (*os.File, error) {
 	return os.Open(fmt.Sprintf("/proc/self/fd/%d", f.file.Fd()))
 }
 
-// copyFrom copies the upstream body into the spool, hashing as it goes, and checks
-// length and digest at the end.
+// errCut marks a source body that ended early or broke: the bytes spooled so
+// far are good as far as anyone can tell, and another source may continue.
+var errCut = errors.New("body cut short")
+
+// begin lets clients in at the first source's answer. A later source (after
+// the first one broke) must declare the same size, if both declare one.
+func (f *fill) begin(size int64) error {
+	select {
+	case <-f.ready:
+		if size >= 0 && f.size >= 0 && size != f.size { // only the runner writes f.size
+			return fmt.Errorf("blob %s: this source declares %d bytes, an earlier one %d: %w", f.dgst, size, f.size, ErrSizeMismatch)
+		}
+		return nil
+	default:
+		f.start(size)
+		return nil
+	}
+}
+
+// copyFrom copies body, a whole blob from its first byte, into the spool,
+// hashing as it goes, and checks length and digest at the end. When an
+// earlier source broke off, the bytes it spooled are skipped in body, so a
+// fill can go on from another source (a peer, the store, the upstream).
 func (f *fill) copyFrom(body io.Reader, size int64) error {
-	h := f.dgst.Algorithm().Hash()
+	written := f.written // only the runner writes it
+	if written > 0 {
+		if n, err := io.CopyN(io.Discard, body, written); err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("blob %s: body of %d bytes, %d spooled already: %w", f.dgst, n, written, ErrSizeMismatch)
+			}
+			return fmt.Errorf("blob %s: skip the %d bytes spooled already: %w: %w", f.dgst, written, errCut, err)
+		}
+	}
 	buf := make([]byte, 256<<10)
-	var written int64
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -171,7 +203,7 @@ func (f *fill) copyFrom(body io.Reader, size int64) error {
 			if _, err := f.file.Write(buf[:n]); err != nil {
 				return fmt.Errorf("blob %s: write spool: %w", f.dgst, err)
 			}
-			h.Write(buf[:n])
+			f.hash.Write(buf[:n])
 			written += int64(n)
 			f.advance(n)
 		}
@@ -179,13 +211,13 @@ func (f *fill) copyFrom(body io.Reader, size int64) error {
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("blob %s: read upstream after %d bytes: %w", f.dgst, written, rerr)
+			return fmt.Errorf("blob %s: read body after %d bytes: %w: %w", f.dgst, written, errCut, rerr)
 		}
 	}
 	if size >= 0 && written != size {
-		return fmt.Errorf("blob %s: %d of %d bytes: %w", f.dgst, written, size, ErrSizeMismatch)
+		return fmt.Errorf("blob %s: %d of %d bytes: %w: %w", f.dgst, written, size, ErrSizeMismatch, errCut)
 	}
-	if got := digest.NewDigest(f.dgst.Algorithm(), h); got != f.dgst {
+	if got := digest.NewDigest(f.dgst.Algorithm(), f.hash); got != f.dgst {
 		return fmt.Errorf("blob %s: body hashes to %s: %w", f.dgst, got, ErrDigestMismatch)
 	}
 	return nil

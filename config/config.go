@@ -275,6 +275,12 @@ type Proxy struct {
 	// azure); with the filesystem driver this state lives in
 	// <rootdirectory>/_proxy and the key must be unset.
 	StateDirectory string `yaml:"statedirectory"`
+	// PeerURL is the http(s) base URL at which the other replicas of a
+	// cluster reach this one (e.g. http://10.0.0.5:5000): a replica that
+	// waits for another's fill of a blob streams it from there. Needs redis
+	// and http.secret (the same on every replica); without either, waiting
+	// replicas get the blob only once it is committed.
+	PeerURL string `yaml:"peerurl"`
 }
 
 // Upstream is a further registry served by the mirror. Clients reach it with

@@ -57,3 +57,31 @@ func commentedBlocks(doc, first string) []string {
 	}
 	return blocks
 }
+
+// TestExampleCluster: the S3 section of config.example.yml with its redis
+// section, uncommented, configure a replica of a cluster that streams fills
+// from its peers: peerurl, the shared http.secret and Redis, as shown.
+func TestExampleCluster(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	storage, redis := commentedBlocks(string(data), "storage:"), commentedBlocks(string(data), "redis:")
+	if len(storage) == 0 || len(redis) != 1 {
+		t.Fatalf("%d storage and %d redis sections in config.example.yml", len(storage), len(redis))
+	}
+	doc := "version: 0.1\n" + storage[0]
+	for i, line := range strings.Split(redis[0], "\n") {
+		if i > 0 && !strings.HasPrefix(line, "  ") { // the prose after the section
+			break
+		}
+		doc += line + "\n"
+	}
+	cfg, err := Parse([]byte(doc), nil)
+	if err != nil {
+		t.Fatalf("%v in\n%s", err, doc)
+	}
+	if cfg.Proxy.PeerURL != "http://10.0.0.5:5000" || cfg.HTTP.Secret == "" || !cfg.Redis.Enabled() || cfg.Storage.Driver() != DriverS3 {
+		t.Errorf("peerurl %q, secret set %v, redis %v, driver %v", cfg.Proxy.PeerURL, cfg.HTTP.Secret != "", cfg.Redis.Enabled(), cfg.Storage.Driver())
+	}
+}

@@ -34,6 +34,7 @@ func (c *Config) normalize() {
 	c.HTTP.Net = strings.ToLower(c.HTTP.Net)
 	c.HTTP.TLS.MinimumTLS = strings.ToLower(c.HTTP.TLS.MinimumTLS)
 	c.Proxy.RemoteURL = strings.TrimRight(c.Proxy.RemoteURL, "/")
+	c.Proxy.PeerURL = strings.TrimRight(c.Proxy.PeerURL, "/")
 	for i, h := range c.Proxy.AuthHosts {
 		c.Proxy.AuthHosts[i] = strings.ToLower(h)
 	}
@@ -193,6 +194,9 @@ func (p *Proxy) validate() error {
 	if err := p.validateCredentials(); err != nil {
 		return err
 	}
+	if err := validatePeerURL(p.PeerURL); err != nil {
+		return err
+	}
 	if err := p.validateDurations(); err != nil {
 		return err
 	}
@@ -346,6 +350,24 @@ func (c *Config) validateEviction() error {
 	}
 	if c.Proxy.MaxSize > 0 && !c.Storage.Delete.Enabled {
 		return newError("proxy.maxsize", c.Proxy.MaxSize.String(), "needs storage.delete.enabled: true (a cap is kept by evicting)")
+	}
+	return nil
+}
+
+// validatePeerURL checks proxy.peerurl: empty (no peer streaming), or an
+// http(s) URL with a host and nothing the peer route would not expect.
+func validatePeerURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https"):
+		return newError("proxy.peerurl", redactURL(s), "must be an http or https URL at which the other replicas reach this one")
+	case u.Hostname() == "":
+		return newError("proxy.peerurl", redactURL(s), "must have a host")
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return newError("proxy.peerurl", redactURL(s), "must not have user info, a query or a fragment")
 	}
 	return nil
 }

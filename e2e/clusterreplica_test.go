@@ -81,18 +81,21 @@ func startReplica(t *testing.T, bin string, srv *s3test.Server, rs *redistest.Se
 }
 
 // replicaConfig is a replica's configuration. Redirects are off, so that every
-// hit is served by the replica itself, which is what the test checks.
+// hit is served by the replica itself, which is what the test checks. Each
+// replica's peerurl is its own address and http.secret is shared, so that a
+// replica waiting for another's fill streams it from that replica.
 func replicaConfig(t testing.TB, srv *s3test.Server, rs *redistest.Server, addr, upstreamURL, state string, spec replicaSpec) string {
 	return fmt.Sprintf(`version: 0.1
 log: {level: info}
-%shttp: {addr: %q}
+%shttp: {addr: %q, secret: the-cluster-test-secret}
 proxy:
   remoteurl: %s
   statedirectory: %s
+  peerurl: http://%s
 %sredis:
   addrs: [%q]
   db: %d
-`, objtest.ProxyStorage(t, srv, spec.root), addr, upstreamURL, state, spec.proxy, rs.Addr, spec.db)
+`, objtest.ProxyStorage(t, srv, spec.root), addr, upstreamURL, state, addr, spec.proxy, rs.Addr, spec.db)
 }
 
 // start runs the replica's binary and waits until it answers /v2/.

@@ -23,6 +23,7 @@ type Metrics struct {
 	degraded      prometheus.Gauge
 	evicted       *prometheus.CounterVec
 	evictedBytes  prometheus.Counter
+	peerBytes     prometheus.Counter
 }
 
 // New creates the metrics and registers them with reg.
@@ -56,9 +57,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		evictedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "proxy_evicted_bytes_total", Help: "Bytes of content this replica's eviction passes deleted.",
 		}),
+		peerBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proxy_peer_fill_bytes_total", Help: "Blob bytes this replica's fills streamed from another replica's fill in progress (cluster peer streaming).",
+		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.results, m.servedBytes, m.upstreamBytes, m.fills, m.degraded,
-		m.evicted, m.evictedBytes)
+		m.evicted, m.evictedBytes, m.peerBytes)
 	return m
 }
 
@@ -87,6 +91,14 @@ func (m *Metrics) Fill(upstream string, bytes int64, err error) {
 	}
 	m.fills.WithLabelValues(upstream, outcome).Inc()
 	m.upstreamBytes.WithLabelValues(upstream).Add(float64(bytes))
+}
+
+// PeerBytes counts blob bytes a fill streamed from another replica.
+func (m *Metrics) PeerBytes(n int64) {
+	if m == nil {
+		return
+	}
+	m.peerBytes.Add(float64(n))
 }
 
 // ClusterDegraded sets the proxy_cluster_degraded gauge.

@@ -83,7 +83,7 @@ func (h *Handler) countPull(w *logWriter, r *http.Request, req *request) {
 // routeNames label metrics by API route.
 var routeNames = map[kind]string{
 	kindInvalid: "invalid", kindBase: "base", kindCatalog: "catalog", kindManifest: "manifests", kindBlob: "blobs",
-	kindUpload: "uploads", kindTags: "tags", kindReferrers: "referrers",
+	kindUpload: "uploads", kindTags: "tags", kindReferrers: "referrers", kindPeer: "peer",
 }
 
 // logRequest writes the one line per request: method, path, status, bytes,

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -67,6 +68,15 @@ func (h *Handler) blob(w http.ResponseWriter, r *http.Request, req *request) err
 	case size >= 0:
 		hdr.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
+	return writeBlobBody(ctx, w, b, status, off, n)
+}
+
+// writeBlobBody writes the status line and n bytes of b from off (n < 0: to
+// the end). For a fill it waits for the first bytes before the status line,
+// so that a fill that fails early still gets a proper error answer, and
+// flushes each chunk as it arrives. An error after the status line wraps
+// errBodyCut: the caller must cut the response, never end it cleanly.
+func writeBlobBody(ctx context.Context, w http.ResponseWriter, b *cache.Blob, status int, off, n int64) error {
 	body, err := b.Reader(ctx, off, n)
 	if err != nil {
 		return err
@@ -74,8 +84,6 @@ func (h *Handler) blob(w http.ResponseWriter, r *http.Request, req *request) err
 	var first []byte
 	out := io.Writer(w)
 	if b.Source == cache.Miss {
-		// Wait for the first bytes before the status line, so that a fill that
-		// fails early still gets a proper error answer.
 		if first, err = peek(body); err != nil {
 			return err
 		}

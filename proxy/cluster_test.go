@@ -22,7 +22,6 @@ import (
 	"github.com/ocimirror/proxy/cluster"
 	"github.com/ocimirror/proxy/internal/redistest"
 	"github.com/ocimirror/proxy/internal/s3test"
-	"github.com/ocimirror/proxy/internal/testregistry"
 	"github.com/ocimirror/proxy/storage"
 )
 
@@ -134,9 +133,7 @@ func storedBytes(t *testing.T, srv *s3test.Server, d string) []byte {
 // and a Redis ask for one cold blob at once: the upstream serves it once and
 // every client gets the right bytes.
 func TestS3ClusterHerd(t *testing.T) {
-	rs := redistest.Start(t)
-	srv := s3test.Start(t)
-	reg := testregistry.Start(t)
+	rs, srv, reg := startEnv(t)
 	img := reg.PushRandom(t, "cl/app:v1", 4<<20, 1)
 	d, want := layerBytes(t, img)
 	up := trickle(t, reg.URL, 256<<10, 20*time.Millisecond) // about 0.3s for the blob
@@ -171,9 +168,7 @@ func TestS3ClusterHerd(t *testing.T) {
 	if gets != 1 {
 		t.Fatalf("%d upstream GETs of the blob across the cluster, want exactly 1", gets)
 	}
-	if !bytes.Equal(storedBytes(t, srv, d), want) {
-		t.Fatal("the bucket holds other bytes than the blob")
-	}
+	checkBucket(t, srv, d, want)
 }
 
 // TestS3ClusterTakeover: the replica filling a blob dies mid-fill (its Redis
@@ -182,9 +177,7 @@ func TestS3ClusterHerd(t *testing.T) {
 // that takes the lease over when it expires, and the bucket holds the right
 // bytes.
 func TestS3ClusterTakeover(t *testing.T) {
-	rs := redistest.Start(t)
-	srv := s3test.Start(t)
-	reg := testregistry.Start(t)
+	rs, srv, reg := startEnv(t)
 	img := reg.PushRandom(t, "cl/take:v1", 4<<20, 1)
 	d, want := layerBytes(t, img)
 	up := trickle(t, reg.URL, 64<<10, 40*time.Millisecond) // about 2.6s for the blob
@@ -239,18 +232,14 @@ func TestS3ClusterTakeover(t *testing.T) {
 	if gets != 2 {
 		t.Errorf("%d upstream GETs, want 2 (the dead replica's and one takeover)", gets)
 	}
-	if !bytes.Equal(storedBytes(t, srv, d), want) {
-		t.Fatal("the bucket holds other bytes than the blob")
-	}
+	checkBucket(t, srv, d, want)
 }
 
 // TestS3ClusterRedisDown: with Redis stopped, a replica still serves what is
 // stored and fetches a miss itself (degraded), and the pull never fails for
 // want of Redis.
 func TestS3ClusterRedisDown(t *testing.T) {
-	rs := redistest.Start(t)
-	srv := s3test.Start(t)
-	reg := testregistry.Start(t)
+	rs, srv, reg := startEnv(t)
 	img1 := reg.PushRandom(t, "cl/down:v1", 300_000, 1)
 	img2 := reg.PushRandom(t, "cl/down:v2", 300_000, 1)
 	d1, want1 := layerBytes(t, img1)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -62,6 +63,15 @@ func startMirrorIndexed(t *testing.T, root, upstreamURL string, more map[string]
 // with further cache options.
 func startMirrorOn(t *testing.T, store *storage.Store, root, upstreamURL string, more map[string]string, ix *scheduler.Index, copts []cache.Option, opts ...upstream.Option) *mirror {
 	t.Helper()
+	m, _ := startMirrorServe(t, store, root, upstreamURL, more, ix, copts, nil, nil, opts...)
+	return m
+}
+
+// startMirrorServe is startMirrorOn with front end options, served on ln
+// (nil: a new loopback listener); it also returns the server.
+func startMirrorServe(t *testing.T, store *storage.Store, root, upstreamURL string, more map[string]string, ix *scheduler.Index,
+	copts []cache.Option, popts []Option, ln net.Listener, opts ...upstream.Option) (*mirror, *httptest.Server) {
+	t.Helper()
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	logs := &syncbuf.Buffer{} // shown when the test fails: a 500's cause is only logged
@@ -90,9 +100,14 @@ func startMirrorOn(t *testing.T, store *storage.Store, root, upstreamURL string,
 	for host, url := range more {
 		byHost[host] = newCache(url, cache.WithNamespace(host))
 	}
-	srv := httptest.NewServer(New(c, WithUpstreams(byHost), WithLogger(logrus.NewEntry(log))))
+	srv := httptest.NewUnstartedServer(New(c, append([]Option{WithUpstreams(byHost), WithLogger(logrus.NewEntry(log))}, popts...)...))
+	if ln != nil {
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
-	return &mirror{URL: srv.URL, Host: strings.TrimPrefix(srv.URL, "http://"), Root: root, Store: store, Cache: c}
+	return &mirror{URL: srv.URL, Host: strings.TrimPrefix(srv.URL, "http://"), Root: root, Store: store, Cache: c}, srv
 }
 
 func (m *mirror) ref(t *testing.T, s string) name.Reference {

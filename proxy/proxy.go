@@ -9,6 +9,7 @@ import (
 
 	"github.com/ocimirror/proxy/auth"
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/cluster"
 	"github.com/ocimirror/proxy/config"
 	"github.com/ocimirror/proxy/metrics"
 )
@@ -26,6 +27,7 @@ type Handler struct {
 	auth    *auth.Authorizer
 	private map[*cache.Cache]bool // upstreams only authenticated users may pull from
 	pulls   *metrics.TopRepos     // pulls by repository, for the console; nil: not counted
+	peers   *cluster.PeerSigner   // verifies other replicas' requests for fills; nil: not served
 }
 
 // Option configures a Handler.
@@ -83,6 +85,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lw.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 
+	if h.isPeerRoute(r) {
+		h.fail(lw, r, req, h.peerFill(lw, r, req))
+		return
+	}
 	rt, err := parseRoute(r.URL.Path)
 	if err != nil {
 		req.kind = kindInvalid
@@ -91,13 +97,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.route = rt
-	if err := h.dispatch(lw, r, req); err != nil {
-		lw.err = err
-		if lw.status != 0 { // the body was under way: cut it so it cannot look complete
-			panic(http.ErrAbortHandler)
-		}
-		writeError(lw, r, rt.kind, err)
+	h.fail(lw, r, req, h.dispatch(lw, r, req))
+}
+
+// fail answers err, if any: an errcode body, or a cut connection when the
+// body was under way (so that it cannot look complete).
+func (h *Handler) fail(lw *logWriter, r *http.Request, req *request, err error) {
+	if err == nil {
+		return
 	}
+	lw.err = err
+	if lw.status != 0 {
+		panic(http.ErrAbortHandler)
+	}
+	writeError(lw, r, req.kind, err)
 }
 
 // dispatch picks the endpoint's handler and the upstream, and runs it.

@@ -21,6 +21,7 @@ const (
 	kindUpload
 	kindTags
 	kindReferrers
+	kindPeer // another replica's request for a fill (not a registry API endpoint)
 )
 
 // route is a parsed and validated registry API path.

@@ -112,7 +112,8 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	def, byHost, err := newCaches(cfg, store, ix, m, log, cache.WithCluster(coord, 0, 0))
+	peerCache, peerFront := peerStreaming(cfg, log)
+	def, byHost, err := newCaches(cfg, store, ix, m, log, append(peerCache, cache.WithCluster(coord, 0, 0))...)
 	if err != nil {
 		closeCoord()
 		return nil, nil, nil, err
@@ -138,6 +139,7 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	top := metrics.NewTopRepos(0, nil)
 	opts := append([]proxy.Option{proxy.WithUpstreams(byHost), proxy.WithLogger(log), proxy.WithMetrics(m),
 		proxy.WithHeaders(cfg.HTTP.Headers), proxy.WithAccessLog(!cfg.Log.AccessLog.Disabled), proxy.WithTopRepos(top)}, fr.opts...)
+	opts = append(opts, peerFront...)
 	api := proxy.New(def, opts...)
 	var h http.Handler = api
 	if fr.api != nil {

@@ -5,13 +5,9 @@ package cache_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ocimirror/proxy/cache"
+	"github.com/ocimirror/proxy/internal/slowread"
 	"github.com/ocimirror/proxy/internal/testregistry"
 	"github.com/ocimirror/proxy/proxy"
 	"github.com/ocimirror/proxy/scheduler"
@@ -93,7 +90,7 @@ func (f *hitFixture) waitFree(t *testing.T, why string) {
 // client that left early is gone.
 func TestHitReadersInUse(t *testing.T) {
 	f := newHitFixture(t, 8<<20) // more than the sockets hold: the handler waits for the client
-	client := smallWindowClient()
+	client := slowread.Client()
 	if f.d.InUse(f.layer) {
 		t.Fatal("a stored layer nobody reads is in use")
 	}
@@ -115,20 +112,6 @@ func TestHitReadersInUse(t *testing.T) {
 		check(t, resp.Body.Close()) // unread: closes the connection
 		f.waitFree(t, why)
 	}
-}
-
-// smallWindowClient is a client whose sockets receive at most 64 KiB ahead
-// of the reader (no autotuning to the 32 MiB Linux allows), so a server
-// writing a few MiB blocks until the client reads.
-func smallWindowClient() *http.Client {
-	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		cerr := c.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
-		})
-		return errors.Join(cerr, err)
-	}}
-	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
 }
 
 // BenchmarkWarmHit is a hit's open and close in the cache (a stat of the

@@ -97,6 +97,7 @@ func TestHitReadersInUse(t *testing.T) {
 	for _, early := range []bool{false, true} {
 		resp, err := client.Get(f.url)
 		check(t, err)
+		t.Cleanup(func() { _ = resp.Body.Close() }) // on failure too: the server's Close waits for the handler
 		if _, err := io.ReadFull(resp.Body, make([]byte, 4096)); err != nil {
 			t.Fatal(err)
 		}

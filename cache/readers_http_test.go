@@ -11,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
@@ -39,12 +35,7 @@ type hitFixture struct {
 func newHitFixture(t testing.TB, layerSize int64) *hitFixture {
 	t.Helper()
 	reg := testregistry.Start(t)
-	layer := static.NewLayer(bytes.Repeat([]byte("layer data "), int(layerSize/11)), types.OCILayer)
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	check(t, err)
-	reg.Push(t, "team/app:v1", img)
-	ld, err := layer.Digest()
-	check(t, err)
+	ld := reg.PushLayer(t, "team/app:v1", bytes.Repeat([]byte("layer data "), int(layerSize/11)))
 	root := t.TempDir()
 	store, err := storage.NewFilesystem(root)
 	check(t, err)
@@ -57,7 +48,7 @@ func newHitFixture(t testing.TB, layerSize int64) *hitFixture {
 	quiet.SetOutput(io.Discard)
 	c := cache.New(store, up, cache.WithIndex(ix), cache.WithLogger(logrus.NewEntry(quiet)))
 	t.Cleanup(c.Close)
-	f := &hitFixture{c: c, d: cache.Deleter{Store: store, Caches: []*cache.Cache{c}}, layer: digest.Digest(ld.String())}
+	f := &hitFixture{c: c, d: cache.Deleter{Store: store, Caches: []*cache.Cache{c}}, layer: ld}
 	_, _, err = c.Fetch(context.Background(), "team/app", f.layer)
 	check(t, err)
 	srv := httptest.NewServer(proxy.New(c, proxy.WithLogger(logrus.NewEntry(quiet))))

@@ -11,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ocimirror/proxy/internal/redistest"
@@ -41,17 +37,7 @@ func TestS3ClusterServing(t *testing.T) {
 	rs := redistest.Start(t)
 	srv := s3test.Start(t)
 	reg := testregistry.Start(t)
-	layer := static.NewLayer(bytes.Repeat([]byte("z layer "), zSize/8), types.OCILayer)
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.Push(t, "cl/z:v1", img)
-	ld, err := layer.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	z := digest.Digest(ld.String())
+	z := reg.PushLayer(t, "cl/z:v1", bytes.Repeat([]byte("z layer "), zSize/8))
 	cfg := func() string { return clusterConfig(t, srv, rs, reg.URL, clusterTTL) }
 	a := startNode(t, "a", cfg())
 	evictLeaseHeld(t, rs) // A's: it is alone

@@ -22,6 +22,9 @@ type Blob struct {
 	local  io.ReadSeekCloser
 	fill   *fill
 	url    string // a hit to answer with a redirect: the backend's URL
+	// readers counts this client as a reader of a hit until Close; nil for
+	// a fill or a redirect, or once closed.
+	readers *Readers
 }
 
 // RedirectURL is where the client may fetch a hit from the storage backend
@@ -70,8 +73,13 @@ func (b *Blob) Reader(ctx context.Context, off, n int64) (io.Reader, error) {
 	return &fillReader{ctx: ctx, f: b.fill, off: off, end: end}, nil
 }
 
-// Close releases the file or the fill.
+// Close releases the file or the fill, and the blob is no longer read by
+// this client.
 func (b *Blob) Close() error {
+	if b.readers != nil {
+		b.readers.done(b.Digest)
+		b.readers = nil
+	}
 	if b.url != "" {
 		return nil
 	}
@@ -140,12 +148,14 @@ func (c *Cache) localBlob(ctx context.Context, repo repository, dgst digest.Dige
 			return b, err
 		}
 	}
+	c.readers.add(dgst) // before the open: an eviction deciding now sees the read
 	rc, info, err := c.store.OpenBlob(ctx, dgst)
 	if err != nil {
+		c.readers.done(dgst)
 		return nil, err
 	}
 	c.touch(scheduler.KindBlob, repo.local, dgst, "")
-	return &Blob{Digest: dgst, Source: Hit, size: info.Size, local: rc}, nil
+	return &Blob{Digest: dgst, Source: Hit, size: info.Size, local: rc, readers: c.readers}, nil
 }
 
 // redirectBlob answers a hit with the backend's URL for the blob, after
@@ -163,6 +173,7 @@ func (c *Cache) redirectBlob(ctx context.Context, repo repository, dgst digest.D
 		}
 		return nil, nil
 	}
+	c.readers.redirected(dgst) // the client fetches it after the answer
 	c.touch(scheduler.KindBlob, repo.local, dgst, "")
 	return &Blob{Digest: dgst, Source: Hit, size: info.Size, url: u}, nil
 }

@@ -56,6 +56,8 @@ type Cache struct {
 	fills   map[digest.Digest]*fill
 	running sync.WaitGroup // fill goroutines
 
+	readers *Readers // clients reading stored blobs now: in use to the evictor
+
 	coord       cluster.Coordinator // other replicas on the same store; cluster.Local alone
 	leaseTTL    time.Duration
 	clusterWait time.Duration
@@ -98,6 +100,8 @@ func New(store *storage.Store, up *upstream.Client, opts ...Option) *Cache {
 		log:   logrus.NewEntry(logrus.StandardLogger()),
 		fills: make(map[digest.Digest]*fill),
 		coord: cluster.Local{},
+
+		readers: NewReaders(0),
 
 		leaseTTL:    DefaultLeaseTTL,
 		clusterWait: DefaultClusterWait,

@@ -45,21 +45,17 @@ func (c *Cache) linkLayer(ctx context.Context, repo repository, dgst digest.Dige
 	return nil
 }
 
-// Deleter carries out the scheduler's evictions on the store. A blob that a fill
-// of any of the caches is writing is in use and stays, and so is one another
-// replica fills: it holds the blob's fill lease.
+// Deleter carries out the scheduler's evictions on the store. A blob is in
+// use, and stays, while a fill of any of the caches writes it or a client of
+// theirs reads it (InUse, in inuse.go), and in a cluster while another
+// replica fills or serves it.
 type Deleter struct {
 	Store  *storage.Store
 	Caches []*Cache
-	// Leases, if set, tells whether a replica holds a blob's fill lease
-	// (cluster.Redis). When it cannot tell (Redis unreachable), only this
-	// replica's fills count: the evictor is alone then.
-	Leases LeaseChecker
-}
-
-// LeaseChecker tells whether a cluster lease is held now.
-type LeaseChecker interface {
-	Held(ctx context.Context, key string) (bool, error)
+	// Cluster, if set, tells which blobs the other replicas use
+	// (cluster.Serving). When it cannot tell (Redis unreachable), only this
+	// replica's fills and readers count: the evictor is alone then.
+	Cluster ClusterUse
 }
 
 var _ scheduler.Deleter = Deleter{}
@@ -78,17 +74,4 @@ func (d Deleter) UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest
 
 func (d Deleter) DeleteBlob(ctx context.Context, dgst digest.Digest) error {
 	return d.Store.DeleteBlob(ctx, dgst)
-}
-
-func (d Deleter) InUse(dgst digest.Digest) bool {
-	for _, c := range d.Caches {
-		if c.Filling(dgst) {
-			return true
-		}
-	}
-	if d.Leases == nil {
-		return false
-	}
-	held, err := d.Leases.Held(context.Background(), fillLease(dgst))
-	return held && err == nil
 }

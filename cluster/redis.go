@@ -158,7 +158,7 @@ func (r *Redis) Hold(ctx context.Context, key string, ttl time.Duration) (bool, 
 	}
 	defer cancel()
 	token := newToken()
-	k := Prefix + "lease:" + key
+	k := leaseKey(key)
 	ok, err := r.client.SetNX(opCtx, k, token, ttl).Result()
 	if err = r.result(opCtx, err); err != nil {
 		return false, nil, nil, fmt.Errorf("lease %s: %w", key, err)
@@ -218,7 +218,7 @@ func (r *Redis) Held(ctx context.Context, key string) (bool, error) {
 		return false, err
 	}
 	defer cancel()
-	n, err := r.client.Exists(opCtx, Prefix+"lease:"+key).Result()
+	n, err := r.client.Exists(opCtx, leaseKey(key)).Result()
 	if err = r.result(opCtx, err); err != nil {
 		return false, fmt.Errorf("lease %s: %w", key, err)
 	}
@@ -231,7 +231,7 @@ func (r *Redis) WaitReleased(ctx context.Context, key string) error {
 	if _, _, err := r.begin(ctx); err != nil {
 		return err
 	}
-	k := Prefix + "lease:" + key
+	k := leaseKey(key)
 	sub := r.client.Subscribe(ctx, releasedChannel(key))
 	defer sub.Close()
 	msgs := sub.Channel()
@@ -289,6 +289,9 @@ func (r *Redis) Get(ctx context.Context, key string) (string, bool, error) {
 	}
 	return v, true, nil
 }
+
+// leaseKey is the Redis key of the lease key.
+func leaseKey(key string) string { return Prefix + "lease:" + key }
 
 func releasedChannel(key string) string { return Prefix + "released:" + key }
 

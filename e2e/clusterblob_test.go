@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ocimirror/proxy/internal/slowread"
 )
 
 // blob is a pseudo-random blob in the upstream: the same seed gives the same
@@ -110,7 +112,13 @@ func getBlobPaced(ctx context.Context, base string, b blob, rate int64) (time.Du
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if rate > 0 {
+		// A small receive window: the replica's response ends when the
+		// client's read does, not when the kernel buffered the rest.
+		client = slowread.Client()
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}

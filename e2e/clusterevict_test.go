@@ -29,6 +29,8 @@ const (
 	zRate      = 8 << 20          // bytes/s: the slow client reads Z for 8 s, past Z's TTL
 	evictBound = 20 * time.Second // from Y's pull to its deletion
 	settle     = time.Second      // X pulled on after all else, for one more pass
+	zGoneBound = 30 * time.Second // from the end of Z's read to its deletion: the evictor backs off while Z is in use
+	settleZ    = zGoneBound + time.Second
 	leaseLine  = "this replica holds the evict lease"
 )
 
@@ -45,7 +47,7 @@ type evictContent struct {
 // (blob data and repository links) are gone from the bucket, deleted by
 // replica 0 alone (proxy_evicted_total of the others stays 0); X is still
 // stored and was fetched upstream once, every pull a hit; the slow client got
-// Z whole and right, and Z went no earlier than a TTL after its read began.
+// Z whole and right, Z stayed while it read and went within zGoneBound after.
 func clusterEvict(t *testing.T, c *clusterEnv) {
 	began := time.Now()
 	ct := evictContent{
@@ -76,7 +78,7 @@ func clusterEvict(t *testing.T, c *clusterEnv) {
 	w := watchEviction(t, c, reps, ct, yPulled, zDone)
 	xPulls, xErrs := stopX()
 	logEviction(t, w, yPulled, zStart, xPulls)
-	checkZ(t, w, zStart)
+	checkZ(t, w)
 	for _, err := range xErrs {
 		t.Errorf("a pull of X through replica 1: %v", err)
 	}
@@ -113,20 +115,21 @@ func mustGet(ctx context.Context, t *testing.T, base string, b blob, what string
 }
 
 // eviction is what the phase saw of the bucket: when Y's objects and Z's
-// data were first seen gone (zero: never), and the slow client's pull of Z.
+// data were first seen gone (zero: never), the slow client's pull of Z and
+// when it ended.
 type eviction struct {
-	yGone, zGone time.Time
-	z            pull
+	yGone, zGone, zEnded time.Time
+	z                    pull
 }
 
-// watchEviction lists the bucket every 200 ms until Y's objects are gone,
-// the slow read of Z has ended and settle has passed since both, noting when
-// Y's objects and Z's data were first seen gone. It fails the test if Y is
-// not gone within evictBound of its pull, or the slow read does not end.
+// watchEviction lists the bucket every 200 ms until Y's objects and Z's
+// data are gone (or settleZ passed since the slow read of Z ended) and
+// settle has passed since both, noting when Y's objects and Z's data were
+// first seen gone. It fails the test if Y is not gone within evictBound of
+// its pull, or the slow read does not end.
 func watchEviction(t *testing.T, c *clusterEnv, reps []*replica, ct evictContent, yPulled time.Time, zDone <-chan pull) eviction {
 	t.Helper()
 	var w eviction
-	var zEnded time.Time
 	for tick := time.NewTicker(200 * time.Millisecond); ; <-tick.C {
 		now := time.Now()
 		if w.yGone.IsZero() && !anyKeys(t, c, yPrefixes(ct.y)) {
@@ -137,16 +140,18 @@ func watchEviction(t *testing.T, c *clusterEnv, reps []*replica, ct evictContent
 		}
 		select {
 		case w.z = <-zDone:
-			zEnded = now
+			w.zEnded = now
 		default:
 		}
+		zSettled := !w.zEnded.IsZero() && (w.zGone.IsZero() && now.Sub(w.zEnded) >= settleZ ||
+			!w.zGone.IsZero() && now.Sub(w.zGone) >= settle)
 		switch {
-		case !w.yGone.IsZero() && !zEnded.IsZero() && now.Sub(w.yGone) >= settle && now.Sub(zEnded) >= settle:
+		case !w.yGone.IsZero() && now.Sub(w.yGone) >= settle && zSettled:
 			tick.Stop()
 			return w
 		case w.yGone.IsZero() && now.Sub(yPulled) > evictBound:
 			t.Fatalf("Y's objects still in the bucket %v after its pull (TTL %v)\n%s", evictBound, evictTTL, logTails(reps))
-		case zEnded.IsZero() && now.Sub(yPulled) > time.Minute:
+		case w.zEnded.IsZero() && now.Sub(yPulled) > time.Minute:
 			t.Fatal("the slow read of Z did not end within a minute")
 		}
 	}
@@ -159,23 +164,28 @@ func logEviction(t *testing.T, w eviction, yPulled, zStart time.Time, xPulls int
 		w.yGone.Sub(yPulled).Round(time.Millisecond), evictTTL, xPulls)
 	zGone := "still stored at the end"
 	if !w.zGone.IsZero() {
-		zGone = "deleted " + w.zGone.Sub(zStart).Round(time.Millisecond).String() + " after the read began"
+		zGone = "deleted " + w.zGone.Sub(zStart).Round(time.Millisecond).String() + " after the read began, " +
+			w.zGone.Sub(w.zEnded).Round(time.Millisecond).String() + " after it ended"
 	}
 	t.Logf("evict: slow client read Z (%d MiB at %d MiB/s) in %v; Z %s", zSize>>20, zRate>>20, w.z.took.Round(time.Millisecond), zGone)
 }
 
 // checkZ checks what the design promises a blob being served: the slow
-// client gets it whole and right, and it stays at least a TTL after the
-// read's start (the serve touched it). A hit's read is not "in use" to the
-// evictor (only fills are), so Z may go while the client still reads it: the
-// replica's S3 GET in progress keeps its bytes.
-func checkZ(t *testing.T, w eviction, zStart time.Time) {
+// client gets it whole and right, Z stays while the client reads it (replica
+// 2 publishes it as served, so the evicting replica finds it in use), and Z
+// is deleted within zGoneBound after the read ended.
+func checkZ(t *testing.T, w eviction) {
 	t.Helper()
 	if w.z.err != nil {
 		t.Errorf("the slow client of Z: %v", w.z.err)
 	}
-	if !w.zGone.IsZero() && w.zGone.Sub(zStart) < evictTTL {
-		t.Errorf("Z deleted %v after its read began, within its TTL (%v)", w.zGone.Sub(zStart).Round(time.Millisecond), evictTTL)
+	switch {
+	case w.zGone.IsZero():
+		t.Errorf("Z still stored %v after its read ended, want deleted within %v", settleZ, zGoneBound)
+	case w.zGone.Before(w.zEnded):
+		t.Errorf("Z deleted %v before its read ended", w.zEnded.Sub(w.zGone).Round(time.Millisecond))
+	case w.zGone.Sub(w.zEnded) > zGoneBound:
+		t.Errorf("Z deleted %v after its read ended, want within %v", w.zGone.Sub(w.zEnded).Round(time.Millisecond), zGoneBound)
 	}
 }
 

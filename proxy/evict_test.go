@@ -80,7 +80,9 @@ func TestEvictionAfterTTL(t *testing.T) {
 func digestFromHash(h interface{ String() string }) digest.Digest { return digest.Digest(h.String()) }
 
 // TestReadSurvivesEviction: a client half way through a cached blob keeps
-// reading the right bytes when an eviction pass deletes the blob under it.
+// the blob from the server's eviction (it is in use), and keeps reading the
+// right bytes when a deletion that cannot see it (a pass of gc's deleter,
+// which knows no readers) deletes the blob under it.
 func TestReadSurvivesEviction(t *testing.T) {
 	content := make([]byte, 12<<20) // more than loopback socket buffers hold
 	_, _ = rand.Read(content)
@@ -114,6 +116,11 @@ func TestReadSurvivesEviction(t *testing.T) {
 	}
 	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: m.Store, Caches: []*cache.Cache{m.Cache}})
 	st, err := ev.EvictOnce(context.Background(), time.Now().Add(2*time.Hour))
+	if err != nil || st.Blobs != 0 || st.Skipped == 0 {
+		t.Fatalf("eviction pass during the read: %+v %v; want the layer skipped, in use", st, err)
+	}
+	ev = scheduler.NewEvictor(ix, cache.Deleter{Store: m.Store})
+	st, err = ev.EvictOnce(context.Background(), time.Now().Add(2*time.Hour))
 	if err != nil || st.Blobs == 0 {
 		t.Fatalf("eviction pass: %+v %v", st, err)
 	}

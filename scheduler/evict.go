@@ -317,19 +317,26 @@ func (ev *Evictor) EvictOnce(ctx context.Context, now time.Time) (Stats, error) 
 	ev.passMu.Lock()
 	defer ev.passMu.Unlock()
 	p := &pass{ev: ev, pending: make(map[digest.Digest][]victim)}
-	victims, planned := ev.plan(now)
+	victims, planned := ev.plan(ctx, now)
 	p.stats.Skipped, p.stats.Pinned = planned.Skipped, planned.Pinned
-	for _, v := range victims {
+	var busy map[digest.Digest]bool
+	for i, v := range victims {
 		if ctx.Err() != nil {
 			break
 		}
-		p.unlink(ctx, v)
+		if i%inUseBatch == 0 {
+			busy = inUseOf(ctx, ev.d, candidates(victims[i:min(i+inUseBatch, len(victims))], nil))
+		}
+		p.unlink(ctx, v, busy[v.Digest])
 	}
-	for _, d := range p.order {
+	for i, d := range p.order {
 		if ctx.Err() != nil {
 			break
 		}
-		p.deleteContent(ctx, d, p.pending[d])
+		if i%inUseBatch == 0 {
+			busy = inUseOf(ctx, ev.d, p.order[i:min(i+inUseBatch, len(p.order))])
+		}
+		p.deleteContent(ctx, d, p.pending[d], busy[d])
 	}
 	var errs []error
 	if p.stats.Failed > 0 {
@@ -349,24 +356,23 @@ func (ev *Evictor) EvictOnce(ctx context.Context, now time.Time) (Stats, error) 
 func (ev *Evictor) Plan(now time.Time) Stats {
 	ev.passMu.Lock()
 	defer ev.passMu.Unlock()
-	_, st := ev.plan(now)
+	_, st := ev.plan(context.Background(), now)
 	return st
 }
 
 // plan asks the index for victims, again without those whose content is in use,
-// so that the size cap is met with others. The Stats are the planner's.
-func (ev *Evictor) plan(now time.Time) (vs []victim, st Stats) {
+// so that the size cap is met with others. The Stats are the planner's. Each
+// round asks the deleter about all its new candidates at once.
+func (ev *Evictor) plan(ctx context.Context, now time.Time) (vs []victim, st Stats) {
 	low := int64(math.Round(ev.lowWater * float64(ev.maxSize)))
 	skip := make(map[digest.Digest]bool)
 	for range 4 { // in-use content is rare; a few rounds settle it
 		vs, st = ev.ix.plan(now, ev.maxSize, low, skip, ev.pinned)
-		more := false
-		for _, v := range vs {
-			if v.Kind != KindTag && !skip[v.Digest] && ev.d.InUse(v.Digest) {
-				skip[v.Digest], more = true, true
-			}
+		busy := inUseOf(ctx, ev.d, candidates(vs, skip))
+		for d := range busy {
+			skip[d] = true
 		}
-		if !more {
+		if len(busy) == 0 {
 			break
 		}
 	}
@@ -382,10 +388,10 @@ type pass struct {
 	order   []digest.Digest            // pending's keys in deletion order
 }
 
-// unlink deletes v's link. A tag's entry goes at once; a manifest's or blob's
-// waits for the decision on its content.
-func (p *pass) unlink(ctx context.Context, v victim) {
-	if !p.ev.ix.current(v) || (v.Kind != KindTag && p.ev.d.InUse(v.Digest)) {
+// unlink deletes v's link unless its content is inUse. A tag's entry goes at
+// once; a manifest's or blob's waits for the decision on its content.
+func (p *pass) unlink(ctx context.Context, v victim, inUse bool) {
+	if !p.ev.ix.current(v) || (v.Kind != KindTag && inUse) {
 		p.stats.Skipped++
 		return
 	}
@@ -404,11 +410,11 @@ func (p *pass) unlink(ctx context.Context, v victim) {
 }
 
 // deleteContent deletes the content d if no entry but the unlinked ones in vs
-// links it, then drops those entries. If the deletion fails they stay, so the
-// next pass tries again.
-func (p *pass) deleteContent(ctx context.Context, d digest.Digest, vs []victim) {
+// links it and it is not inUse, then drops those entries. If the deletion
+// fails they stay, so the next pass tries again.
+func (p *pass) deleteContent(ctx context.Context, d digest.Digest, vs []victim, inUse bool) {
 	if p.ev.ix.liveRefs(d, vs) == 0 {
-		if p.ev.d.InUse(d) {
+		if inUse {
 			p.stats.Skipped += len(vs)
 			return
 		}

@@ -17,23 +17,21 @@ import (
 // stops it and waits for the pass in progress. In a cluster (coord clustered)
 // only the replica holding the evict lease runs passes, each after merging the
 // other replicas' latest accesses (syncer, nil alone), and a blob another
-// replica fills (its fill lease held) is in use. Each pass is counted in m.
+// replica fills or serves (used tells; nil alone) is in use. Each pass is
+// counted in m.
 func startEviction(cfg *config.Config, ix *scheduler.Index, store *storage.Store, caches []*cache.Cache,
-	coord cluster.Coordinator, syncer *scheduler.Syncer, m *metrics.Metrics, log *logrus.Entry) func() {
+	coord cluster.Coordinator, syncer *scheduler.Syncer, used cache.ClusterUse, m *metrics.Metrics, log *logrus.Entry) func() {
 	if !cfg.Storage.Delete.Enabled {
 		log.Warn("storage.delete.enabled is false: nothing is ever evicted and the cache grows without bound")
 		return func() {}
 	}
-	d := cache.Deleter{Store: store, Caches: caches}
+	d := cache.Deleter{Store: store, Caches: caches, Cluster: used}
 	opts := append(evictorOptions(cfg), scheduler.WithPassReport(func(st scheduler.Stats) {
 		m.Evicted(st.Tags, st.Manifests, st.Links, st.Blobs, st.Bytes)
 	}))
 	if coord.Clustered() {
 		if h, ok := coord.(cluster.Holder); ok {
 			opts = append(opts, scheduler.WithClusterLease(h, 0))
-		}
-		if l, ok := coord.(cache.LeaseChecker); ok {
-			d.Leases = l
 		}
 	}
 	if syncer != nil {

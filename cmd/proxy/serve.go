@@ -113,7 +113,9 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 		return nil, nil, nil, err
 	}
 	peerCache, peerFront := peerStreaming(cfg, log)
-	def, byHost, err := newCaches(cfg, store, ix, m, log, append(peerCache, cache.WithCluster(coord, 0, 0))...)
+	readers := cache.NewReaders(0) // one count for every upstream's cache
+	def, byHost, err := newCaches(cfg, store, ix, m, log,
+		append(peerCache, cache.WithCluster(coord, 0, 0), cache.WithReaders(readers))...)
 	if err != nil {
 		closeCoord()
 		return nil, nil, nil, err
@@ -126,10 +128,12 @@ func newHandler(ctx context.Context, cfg *config.Config, ix *scheduler.Index, st
 	caches := distinct(byHost)
 	registerCaches(reg, caches)
 	syncer, stopSync := startIndexSync(ix, store, coord, reg, log)
-	stopEviction := startEviction(cfg, ix, store, caches, coord, syncer, m, log)
+	used, stopServing := startServing(coord, readers, log)
+	stopEviction := startEviction(cfg, ix, store, caches, coord, syncer, used, m, log)
 	stop := func() {
 		stopEviction()
-		stopSync() // after the last pass: its removals are published
+		stopSync()    // after the last pass: its removals are published
+		stopServing() // after the drain: no client of this replica reads any more
 		for _, c := range caches {
 			c.Close()
 		}

@@ -232,13 +232,16 @@ EOF
 # proxy_config PORT DATA TAGFRESHNESS [DEBUG_PORT]: DATA is the filesystem root, or
 # s3:STATEDIR for a replica of the cluster (the bucket, Redis, its own state directory).
 proxy_config() {
-  local storage="  filesystem: {rootdirectory: $2}" state=
+  local storage="  filesystem: {rootdirectory: $2}" state= secret=
   if [[ $2 == s3:* ]]; then
     storage="  s3: {bucket: cache, rootdirectory: /cache, region: us-east-1, regionendpoint: \"$S3\",
     forcepathstyle: true, secure: false, v4auth: true, accesskey: $S3_KEY, secretkey: $S3_SECRET}
   redirect: {disable: $([[ $CLUSTER_REDIRECT == 1 ]] && echo false || echo true)}
 redis: {addrs: [\"127.0.0.1:$REDIS_PORT\"]}"
-    state=", statedirectory: ${2#s3:}"
+    # peerurl and a shared http.secret: a replica waiting for another's fill
+    # streams it from that replica instead of waiting for the commit.
+    state=", statedirectory: ${2#s3:}, peerurl: \"http://127.0.0.1:$1\""
+    secret="  secret: bench-cluster-secret"
   fi
   cat <<EOF
 version: 0.1
@@ -249,6 +252,7 @@ http:
   addr: 127.0.0.1:$1
   draintimeout: 1s
 EOF
+  [[ -z $secret ]] || echo "$secret"
   [[ -z ${4:-} ]] || echo "  debug: {addr: 127.0.0.1:$4}"
   echo "proxy: {remoteurl: $TAP, tagfreshness: $3$state}"
 }

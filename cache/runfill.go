@@ -35,10 +35,10 @@ func (c *Cache) runFill(f *fill) {
 	}
 	cl.release() // after the commit: waiting replicas find the blob stored
 	f.storeErr = err
-	close(f.stored)
 	c.mu.Lock()
 	delete(c.fills, f.dgst)
 	c.mu.Unlock()
+	close(f.stored) // last: whoever waited for the commit finds the fill gone
 }
 
 // spool fills f's spool from the sources claimFill picks. When a peer stream

@@ -84,6 +84,8 @@ func classify(k kind, err error) *httpError {
 		// The client went away; nobody reads this answer, but the log and the
 		// metrics should not call it a server fault.
 		return withStatus(statusClientClosed, errcode.ErrorCodeUnknown, "client closed the request")
+	case errors.Is(err, storage.ErrUnavailable):
+		return withStatus(http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable, "storage backend unavailable")
 	case isTimeout(err):
 		return withStatus(http.StatusGatewayTimeout, errcode.ErrorCodeUnavailable, "upstream timed out")
 	case isNetwork(err):

@@ -284,10 +284,19 @@ func (s *Store) LinkLayer(ctx context.Context, repo string, dgst digest.Digest) 
 	return nil
 }
 
+// ErrUnavailable wraps a storage backend's failure to answer (a disk error,
+// an object store out of reach), as opposed to content it does not hold.
+var ErrUnavailable = errors.New("storage backend unavailable")
+
+// mapErr maps a driver's error: a missing path is ErrNotFound, a cancelled
+// request stays as it is, anything else wraps ErrUnavailable.
 func mapErr(err error) error {
 	var nf driver.PathNotFoundError
-	if errors.As(err, &nf) {
+	switch {
+	case err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.As(err, &nf):
 		return ErrNotFound
 	}
-	return err
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }

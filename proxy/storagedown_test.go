@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/distribution/distribution/v3/registry/storage/driver"
+
+	"github.com/ocimirror/proxy/internal/testregistry"
+	"github.com/ocimirror/proxy/storage"
+)
+
+// downDriver fails every read once down is set, as a backend that lost its
+// disk or its network would.
+type downDriver struct {
+	driver.StorageDriver
+	down *atomic.Bool
+}
+
+var errBackendDown = errors.New("backend: connection refused")
+
+func (d downDriver) Stat(ctx context.Context, path string) (driver.FileInfo, error) {
+	if d.down.Load() {
+		return nil, errBackendDown
+	}
+	return d.StorageDriver.Stat(ctx, path)
+}
+
+func (d downDriver) GetContent(ctx context.Context, path string) ([]byte, error) {
+	if d.down.Load() {
+		return nil, errBackendDown
+	}
+	return d.StorageDriver.GetContent(ctx, path)
+}
+
+func (d downDriver) Reader(ctx context.Context, path string, off int64) (io.ReadCloser, error) {
+	if d.down.Load() {
+		return nil, errBackendDown
+	}
+	return d.StorageDriver.Reader(ctx, path, off)
+}
+
+// TestStorageDownIs503: when the storage backend fails, a pull of cached
+// content is answered 503 UNAVAILABLE, a fault the client may retry, not a
+// 500, and the backend's error text stays in the log.
+func TestStorageDownIs503(t *testing.T) {
+	reg := testregistry.Start(t)
+	layer := reg.PushLayer(t, "team/app:v1", []byte("a layer the mirror caches"))
+	root := t.TempDir()
+	fs, err := storage.NewFilesystem(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	store, err := storage.New(downDriver{fs.Driver(), &down}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirrorOn(t, store, root, reg.URL, nil, nil, nil)
+	urls := []string{
+		m.URL + "/v2/team/app/blobs/" + layer.String(),
+		m.URL + "/v2/team/app/manifests/v1",
+	}
+	accept := map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"}
+	for _, u := range urls {
+		if code, _, body := get(t, http.MethodGet, u, accept); code != http.StatusOK {
+			t.Fatalf("GET %s while the backend is up: %d %s", u, code, body)
+		}
+	}
+	down.Store(true)
+	reg.Stop() // the manifest by tag cannot fall back on the upstream either
+	for _, u := range urls {
+		code, _, body := get(t, http.MethodGet, u, accept)
+		if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "UNAVAILABLE") {
+			t.Errorf("GET %s with the backend down: %d %s, want 503 UNAVAILABLE", u, code, body)
+		}
+		if strings.Contains(string(body), "connection refused") {
+			t.Errorf("GET %s: the backend's error reached the client: %s", u, body)
+		}
+	}
+}

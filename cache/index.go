@@ -27,13 +27,19 @@ func (c *Cache) touch(kind scheduler.Kind, repo string, dgst digest.Digest, tag 
 	}
 }
 
-// tag points repo:tag at dgst in the store and the index.
-func (c *Cache) tag(ctx context.Context, repo repository, tag string, dgst digest.Digest) error {
-	if err := c.store.Tag(ctx, repo.local, tag, dgst); err != nil {
-		return err
+// keepTag points tag at m in the store, if m is stored. A failure is logged,
+// not returned: the client has its verified manifest, and the tag is written
+// again at the next revalidation that finds it out of date.
+func (c *Cache) keepTag(ctx context.Context, repo repository, tag string, m *Manifest) {
+	if m.unstored {
+		return
 	}
-	c.record(scheduler.KindTag, repo.local, dgst, tag, 0)
-	return nil
+	if err := c.store.Tag(ctx, repo.local, tag, m.Digest); err != nil {
+		c.log.WithError(err).WithField("repo", repo.local).WithField("tag", tag).WithField("digest", m.Digest).
+			Warn("tag not updated in the store; the manifest was served")
+		return
+	}
+	c.record(scheduler.KindTag, repo.local, m.Digest, tag, 0)
 }
 
 // linkLayer links the blob dgst into repo in the store and the index.

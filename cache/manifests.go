@@ -20,6 +20,8 @@ type Manifest struct {
 	MediaType string
 	Digest    digest.Digest
 	Source    Source
+
+	unstored bool // fetched and verified, but the store failed to keep it
 }
 
 // Manifest returns the manifest ref (a tag or a digest) of the repository name as
@@ -75,7 +77,7 @@ func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, 
 	}
 	if m, err := c.localManifest(ctx, repo, desc.Digest, Hit); err == nil {
 		if desc.Digest != local {
-			return m, c.tag(ctx, repo, tag, desc.Digest)
+			c.keepTag(ctx, repo, tag, m)
 		}
 		return m, nil
 	}
@@ -85,7 +87,8 @@ func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, 
 	if err != nil {
 		return nil, err
 	}
-	return m, c.tag(ctx, repo, tag, m.Digest)
+	c.keepTag(ctx, repo, tag, m)
+	return m, nil
 }
 
 func (c *Cache) isFresh(key string) bool {
@@ -104,7 +107,8 @@ func (c *Cache) fetchTag(ctx context.Context, repo repository, tag string, accep
 		if err != nil {
 			return nil, err
 		}
-		return m, c.tag(ctx, repo, tag, m.Digest)
+		c.keepTag(ctx, repo, tag, m)
+		return m, nil
 	})
 }
 
@@ -130,13 +134,18 @@ func (c *Cache) fetchManifest(ctx context.Context, repo repository, ref string, 
 			Error("upstream manifest does not match its digest; not stored")
 		return nil, fmt.Errorf("manifest %s@%s: %w", repo.local, ref, ErrDigestMismatch)
 	}
-	if err := c.store.PutManifest(ctx, repo.local, got, body); err != nil {
-		return nil, err
-	}
-	c.record(scheduler.KindManifest, repo.local, got, "", int64(len(body)))
 	// The media type comes from the body, as for a hit, so HEAD and GET, hit and
 	// miss, always agree.
-	return &Manifest{Body: body, MediaType: storage.ManifestMediaType(body), Digest: got, Source: Miss}, nil
+	m := &Manifest{Body: body, MediaType: storage.ManifestMediaType(body), Digest: got, Source: Miss}
+	if err := c.store.PutManifest(ctx, repo.local, got, body); err != nil {
+		// The body is verified: the client gets it; the next pull fetches again.
+		c.log.WithError(err).WithField("repo", repo.local).WithField("digest", got).
+			Warn("manifest verified but not stored; serving the upstream's answer")
+		m.unstored = true
+		return m, nil
+	}
+	c.record(scheduler.KindManifest, repo.local, got, "", int64(len(body)))
+	return m, nil
 }
 
 func (c *Cache) localManifest(ctx context.Context, repo repository, dgst digest.Digest, src Source) (*Manifest, error) {

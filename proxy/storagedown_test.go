@@ -84,3 +84,53 @@ func TestStorageDownIs503(t *testing.T) {
 		}
 	}
 }
+
+// readOnlyDriver fails every write, as a full disk or a bucket that denies
+// puts would; reads work.
+type readOnlyDriver struct{ driver.StorageDriver }
+
+var errReadOnly = errors.New("backend: no space left on device")
+
+func (readOnlyDriver) PutContent(context.Context, string, []byte) error { return errReadOnly }
+
+func (readOnlyDriver) Writer(context.Context, string, bool) (driver.FileWriter, error) {
+	return nil, errReadOnly
+}
+
+func (readOnlyDriver) Move(context.Context, string, string) error { return errReadOnly }
+
+// TestManifestServedWhenStoreFails: a manifest that verified but cannot be
+// stored is still served, by tag and by digest, and nothing points at it;
+// the next pull fetches it again.
+func TestManifestServedWhenStoreFails(t *testing.T) {
+	reg := testregistry.Start(t)
+	img := reg.PushRandom(t, "team/app:v1", 100, 1)
+	want, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	fs, err := storage.NewFilesystem(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := storage.New(readOnlyDriver{fs.Driver()}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirrorOn(t, store, root, reg.URL, nil, nil, nil)
+	accept := map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"}
+	gets := reg.Count("GET", "manifests")
+	for i, ref := range []string{"v1", want.String(), "v1"} {
+		code, hdr, body := get(t, http.MethodGet, m.URL+"/v2/team/app/manifests/"+ref, accept)
+		if code != http.StatusOK || hdr.Get("Docker-Content-Digest") != want.String() {
+			t.Fatalf("GET %d (%s) with the store failing: %d %s %s", i, ref, code, hdr.Get("Docker-Content-Digest"), body)
+		}
+	}
+	if n := reg.Count("GET", "manifests") - gets; n != 3 {
+		t.Errorf("%d upstream manifest GETs for 3 pulls of an unstorable manifest, want 3", n)
+	}
+	if _, err := fs.ResolveTag(context.Background(), "team/app", "v1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("tag after failed stores: %v, want not found", err)
+	}
+}

@@ -15,6 +15,25 @@ import (
 	"github.com/ocimirror/proxy/storage"
 )
 
+// manifestAccept is the Accept header of an OCI-aware client.
+var manifestAccept = map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"}
+
+// startMirrorOnDriver starts a mirror on a filesystem store whose driver wrap
+// wraps; it also returns the unwrapped store, to look behind the wrapper.
+func startMirrorOnDriver(t *testing.T, upstreamURL string, wrap func(driver.StorageDriver) driver.StorageDriver) (*mirror, *storage.Store) {
+	t.Helper()
+	root := t.TempDir()
+	fs, err := storage.NewFilesystem(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := storage.New(wrap(fs.Driver()), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startMirrorOn(t, store, root, upstreamURL, nil, nil, nil), fs
+}
+
 // downDriver fails every read once down is set, as a backend that lost its
 // disk or its network would.
 type downDriver struct {
@@ -51,31 +70,21 @@ func (d downDriver) Reader(ctx context.Context, path string, off int64) (io.Read
 func TestStorageDownIs503(t *testing.T) {
 	reg := testregistry.Start(t)
 	layer := reg.PushLayer(t, "team/app:v1", []byte("a layer the mirror caches"))
-	root := t.TempDir()
-	fs, err := storage.NewFilesystem(root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var down atomic.Bool
-	store, err := storage.New(downDriver{fs.Driver(), &down}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := startMirrorOn(t, store, root, reg.URL, nil, nil, nil)
+	m, _ := startMirrorOnDriver(t, reg.URL, func(d driver.StorageDriver) driver.StorageDriver { return downDriver{d, &down} })
 	urls := []string{
 		m.URL + "/v2/team/app/blobs/" + layer.String(),
 		m.URL + "/v2/team/app/manifests/v1",
 	}
-	accept := map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"}
 	for _, u := range urls {
-		if code, _, body := get(t, http.MethodGet, u, accept); code != http.StatusOK {
+		if code, _, body := get(t, http.MethodGet, u, manifestAccept); code != http.StatusOK {
 			t.Fatalf("GET %s while the backend is up: %d %s", u, code, body)
 		}
 	}
 	down.Store(true)
 	reg.Stop() // the manifest by tag cannot fall back on the upstream either
 	for _, u := range urls {
-		code, _, body := get(t, http.MethodGet, u, accept)
+		code, _, body := get(t, http.MethodGet, u, manifestAccept)
 		if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "UNAVAILABLE") {
 			t.Errorf("GET %s with the backend down: %d %s, want 503 UNAVAILABLE", u, code, body)
 		}
@@ -109,20 +118,10 @@ func TestManifestServedWhenStoreFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := t.TempDir()
-	fs, err := storage.NewFilesystem(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := storage.New(readOnlyDriver{fs.Driver()}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := startMirrorOn(t, store, root, reg.URL, nil, nil, nil)
-	accept := map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"}
+	m, fs := startMirrorOnDriver(t, reg.URL, func(d driver.StorageDriver) driver.StorageDriver { return readOnlyDriver{d} })
 	gets := reg.Count("GET", "manifests")
 	for i, ref := range []string{"v1", want.String(), "v1"} {
-		code, hdr, body := get(t, http.MethodGet, m.URL+"/v2/team/app/manifests/"+ref, accept)
+		code, hdr, body := get(t, http.MethodGet, m.URL+"/v2/team/app/manifests/"+ref, manifestAccept)
 		if code != http.StatusOK || hdr.Get("Docker-Content-Digest") != want.String() {
 			t.Fatalf("GET %d (%s) with the store failing: %d %s %s", i, ref, code, hdr.Get("Docker-Content-Digest"), body)
 		}

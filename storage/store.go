@@ -26,6 +26,10 @@ import (
 // ErrNotFound reports content the store does not hold.
 var ErrNotFound = errors.New("not found in local storage")
 
+// ErrUnavailable wraps a storage backend's failure to answer (a disk error,
+// an object store out of reach), as opposed to content it does not hold.
+var ErrUnavailable = errors.New("storage backend unavailable")
+
 // Store holds cached content on a storage driver.
 type Store struct {
 	d driver.StorageDriver
@@ -283,10 +287,6 @@ func (s *Store) LinkLayer(ctx context.Context, repo string, dgst digest.Digest) 
 	}
 	return nil
 }
-
-// ErrUnavailable wraps a storage backend's failure to answer (a disk error,
-// an object store out of reach), as opposed to content it does not hold.
-var ErrUnavailable = errors.New("storage backend unavailable")
 
 // mapErr maps a driver's error: a missing path is ErrNotFound, a cancelled
 // request stays as it is, anything else wraps ErrUnavailable.

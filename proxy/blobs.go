@@ -90,6 +90,8 @@ func writeBlobBody(ctx context.Context, w http.ResponseWriter, b *cache.Blob, st
 		// A fill hands out bytes as they arrive: push each chunk to the client
 		// rather than let it sit in a buffer while the fill waits upstream.
 		out = flushWriter{w}
+	} else {
+		defer corked(ctx)()
 	}
 	w.WriteHeader(status)
 	if _, err := out.Write(first); err != nil {

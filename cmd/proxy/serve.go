@@ -173,6 +173,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, h http.Handler, log *log
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          newStdLogger(log),
+		ConnContext:       proxy.ConnContext,
 	}
 	log.WithFields(logrus.Fields{
 		"addr": ln.Addr().String(), "upstream": cfg.Proxy.RemoteURL, "upstreams": len(cfg.Upstreams),

@@ -72,7 +72,10 @@ func (c *Client) exchange(ctx context.Context, r request) (*http.Response, error
 // Retry-After is at most maxRetryWait; any answer asking for a longer wait
 // fails at once, so a cache can serve stale content instead of hammering a
 // rate limit. Timeouts are not retried: they already cost their full
-// duration. Nothing of a response has reached the caller when a retry
+// duration. While the upstream is down (the last request failed, after its
+// own retries) a request is tried once: a cache serving stale content answers
+// at once instead of after the backoff, and the first answer brings the
+// retries back. Nothing of a response has reached the caller when a retry
 // happens.
 func (c *Client) sendWithRetry(ctx context.Context, r request, authz string) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
@@ -93,7 +96,8 @@ func (c *Client) sendWithRetry(ctx context.Context, r request, authz string) (*h
 		default:
 			return resp, nil
 		}
-		if attempt >= c.opts.retries || (r.method != http.MethodGet && r.method != http.MethodHead) {
+		if attempt >= c.opts.retries || c.health.failures.Load() > 0 ||
+			(r.method != http.MethodGet && r.method != http.MethodHead) {
 			return nil, failure
 		}
 		wait := c.backoff(attempt)

@@ -157,3 +157,28 @@ func TestRetryHonoursContext(t *testing.T) {
 		t.Errorf("err = %v after %d attempts, want an error after 1", err, n.Load())
 	}
 }
+
+// TestNoRetriesWhileDown: once a request failed after its retries, the next
+// ones are tried once, until one gets an answer; then retries are back.
+func TestNoRetriesWhileDown(t *testing.T) {
+	srv, n := scripted(t, []int{503, 503, 503, 503, 200, 503}, nil)
+	c := newTestClient(t, srv.URL, WithRetries(2, 5*time.Millisecond))
+	for i, want := range []struct {
+		attempts int32
+		ok       bool
+	}{
+		{3, false}, // up as far as the client knows: 1 + 2 retries
+		{1, false}, // down: once
+		{1, true},  // down: once, and it answers
+		{3, false}, // up again: retried
+	} {
+		before := n.Load()
+		_, _, err := c.GetManifest(testContext(t), "team/app", "v1", nil)
+		if got := n.Load() - before; got != want.attempts {
+			t.Errorf("request %d: %d attempts, want %d", i, got, want.attempts)
+		}
+		if (err == nil) != want.ok {
+			t.Errorf("request %d: err = %v, want success %v", i, err, want.ok)
+		}
+	}
+}

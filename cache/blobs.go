@@ -261,7 +261,7 @@ func (s *fileSection) Read(p []byte) (int, error) {
 // net/http sends with sendfile, as few calls as the socket allows. The proxy
 // corks the socket meanwhile (proxy/cork.go), so large calls no longer end in
 // short segments: corked, one call per section measured 0.98x nginx's CPU per
-// byte for a single client, against 1.06-1.11x in 2 MiB calls (bench/README).
+// byte for a single client, against 1.02-1.11x in 2 MiB calls (bench/README).
 func (s *fileSection) WriteTo(w io.Writer) (int64, error) {
 	want := s.n
 	n, err := io.Copy(w, &io.LimitedReader{R: s.f, N: want})

@@ -6,8 +6,8 @@ package e2e
 // one bucket of a real S3 server (versitygw, posix backend in a temp dir) and
 // one redis-server, filling from a distribution registry through a counting,
 // throttled front (clusterfront_test.go). The in-process versions of these
-// checks are proxy/cluster_test.go's TestS3ClusterHerd, TestS3ClusterTakeover,
-// TestS3ClusterRedisDown and TestS3ClusterEviction; these run the real
+// checks are proxy/cluster_test.go's TestS3ClusterHerd, TestS3ClusterTakeover
+// and TestS3ClusterRedisDown, and cmd/proxy's TestS3ClusterEviction; these run the real
 // processes, over loopback, with real kills.
 
 import (

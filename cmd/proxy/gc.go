@@ -120,6 +120,7 @@ type gcReport struct {
 	st            scheduler.Stats
 	before, after int64 // content bytes
 	hosted        *hosted.GCReport
+	clusterLeft   bool // cached content left to the cluster's evicting replica
 }
 
 // hostedGrace spares unreferenced hosted blobs younger than this: a push in
@@ -144,17 +145,25 @@ func runGC(ctx context.Context, cfg *config.Config, dryRun bool, log *logrus.Ent
 	if err != nil {
 		return nil, err
 	}
-	if err := reconcile(ctx, ix, store, cfg, cfg.Storage.Delete.Enabled && !dryRun, log); err != nil {
+	// A replica of a cluster leaves deleting cached content to the running
+	// replicas: only the one holding the evict lease evicts, and it sees what
+	// every replica fills and serves, which a pass from here would not.
+	clustered := cfg.Redis.Enabled()
+	if err := reconcile(ctx, ix, store, cfg, cfg.Storage.Delete.Enabled && !dryRun && !clustered, log); err != nil {
 		return nil, err
 	}
 	// No cache runs here, so no fill or reader uses any blob: Caches stays empty.
 	ev := scheduler.NewEvictor(ix, cache.Deleter{Store: store}, evictorOptions(cfg)...)
 	rep = &gcReport{dryRun: dryRun, cfg: cfg, before: ix.TotalSize()}
 	now := time.Now()
-	if dryRun {
+	switch {
+	case dryRun:
 		rep.st = ev.Plan(now)
 		rep.after = rep.before - rep.st.Bytes
-	} else {
+	case clustered:
+		rep.clusterLeft = true
+		rep.after = rep.before
+	default:
 		rep.st, err = ev.EvictOnce(ctx, now)
 		rep.after = ix.TotalSize()
 		if err != nil {
@@ -175,12 +184,25 @@ func runGC(ctx context.Context, cfg *config.Config, dryRun bool, log *logrus.Ent
 // manifests' and the other blobs'), the cache size before and after, and what
 // stayed though due.
 func (r *gcReport) print(w io.Writer) {
-	st, p := r.st, r.cfg.Proxy
+	p := r.cfg.Proxy
 	limit := "no size cap"
 	if p.MaxSize > 0 {
 		limit = "maxsize " + units.Bytes(int64(p.MaxSize))
 	}
 	fmt.Fprintf(w, "storage %s (ttl %s, %s, %d pin patterns)\n", r.cfg.Storage.Describe(), ttlSummary(r.cfg), limit, len(p.Pin))
+	if r.clusterLeft {
+		fmt.Fprintln(w, "cached content: not evicted by gc in a cluster (redis is configured); the replica that holds")
+		fmt.Fprintln(w, "  the cluster's evict lease evicts it, seeing what every replica fills and serves")
+	} else {
+		r.printCache(w)
+	}
+	r.printHosted(w)
+}
+
+// printCache writes the cache pass: entries removed by kind, bytes freed, and
+// what stayed though due.
+func (r *gcReport) printCache(w io.Writer) {
+	st := r.st
 	if r.dryRun {
 		fmt.Fprintln(w, "would free (dry run, nothing deleted):")
 	} else {
@@ -207,6 +229,10 @@ func (r *gcReport) print(w io.Writer) {
 	if len(kept) > 0 {
 		fmt.Fprintf(w, "kept though due: %s\n", strings.Join(kept, ", "))
 	}
+}
+
+// printHosted writes the hosted repositories' collection, if one ran.
+func (r *gcReport) printHosted(w io.Writer) {
 	if h := r.hosted; h != nil {
 		verb := "freed"
 		if r.dryRun {

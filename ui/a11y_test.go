@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 var (
@@ -100,6 +101,34 @@ func TestCheckRefs(t *testing.T) {
 	for _, c := range cases {
 		if got := refProblems(c.body); (len(got) == 0) != c.ok {
 			t.Errorf("%s: problems %q, want ok=%v", c.name, got, c.ok)
+		}
+	}
+}
+
+// timeAttr matches a <time> element's datetime attribute and its title.
+var timeAttr = regexp.MustCompile(`<time datetime="([^"]*)" title="([^"]*)">`)
+
+// TestTimeDatetimeRFC3339: every <time> element's datetime is machine
+// readable (RFC 3339), while its title keeps the human "... UTC".
+func TestTimeDatetimeRFC3339(t *testing.T) {
+	h := newHarness(t)
+	h.login(t, "alice")
+	for _, p := range []string{
+		"/ui/", "/ui/repositories", "/ui/repository?name=" + url.QueryEscape("library/"+evil),
+		"/ui/jobs", "/ui/jobs/table",
+	} {
+		_, _, body := h.do(t, http.MethodGet, p, nil)
+		ms := timeAttr.FindAllStringSubmatch(body, -1)
+		if len(ms) == 0 {
+			t.Errorf("%s: no <time> element", p)
+		}
+		for _, m := range ms {
+			if _, err := time.Parse(time.RFC3339, m[1]); err != nil {
+				t.Errorf("%s: datetime %q: %v", p, m[1], err)
+			}
+			if m[2] != "" && !strings.HasSuffix(m[2], " UTC") {
+				t.Errorf("%s: title %q lost its human form", p, m[2])
+			}
 		}
 	}
 }

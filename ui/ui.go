@@ -330,7 +330,7 @@ var funcs = template.FuncMap{
 	"bytes":      units.Bytes,
 	"short":      shortDigest,
 	"when":       when,
-	"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"iso":        iso,
 	"ago":        ago,
 	"pct":        func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
 	"query":      url.QueryEscape,
@@ -351,6 +351,10 @@ func shortDigest(d string) string {
 	}
 	return alg + ":" + hex[:12]
 }
+
+// iso formats a time for a <time datetime>: RFC 3339 in UTC, which machines
+// parse (when's "... UTC" is for people, and no valid datetime).
+func iso(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // when formats a time in UTC, "" for the zero time.
 func when(t time.Time) string {

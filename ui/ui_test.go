@@ -82,7 +82,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"message": `remoteRepository "` + evil + `": invalid reference format`}}})
 	case p == "/api/v0/jobs" && r.Method == http.MethodGet:
 		_ = json.NewEncoder(w).Encode(map[string]any{"jobs": []mirror.Job{{ID: "j1", Action: mirror.ActionPoll,
-			Status: mirror.StatusRunning, Parameters: map[string]string{"tag": evil}, Error: evil}}})
+			Status: mirror.StatusRunning, LastUpdated: time.Now(), Parameters: map[string]string{"tag": evil}, Error: evil}}})
 	case p == "/api/v0/jobs" && r.Method == http.MethodPost:
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, `{"id":"j2"}`)

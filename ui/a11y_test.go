@@ -132,3 +132,34 @@ func TestTimeDatetimeRFC3339(t *testing.T) {
 		}
 	}
 }
+
+// TestJobsPageKeepsPolling: the Jobs page's live region asks the script to
+// poll even when no job runs (data-live-idle), so a job started later shows
+// without a reload; a job's page does not; the script reads that attribute
+// and polls only while the page is visible; and no page has an inline
+// script (the CSP allows none).
+func TestJobsPageKeepsPolling(t *testing.T) {
+	h := newHarness(t)
+	h.login(t, "alice")
+	_, _, jobs := h.do(t, http.MethodGet, "/ui/jobs", nil)
+	if !regexp.MustCompile(`<div data-live="/ui/jobs/table\?[^"]*" data-live-idle="\d+"`).MatchString(jobs) {
+		t.Errorf("the Jobs page's live region does not poll while idle:\n%s", jobs)
+	}
+	_, _, job := h.do(t, http.MethodGet, "/ui/job?id=j1", nil)
+	if !strings.Contains(job, `data-live="/ui/job/log?id=j1"`) || strings.Contains(job, "data-live-idle") {
+		t.Errorf("a job's page: want a live log that stops when the job ends:\n%s", job)
+	}
+	_, _, js := h.do(t, http.MethodGet, "/ui/static/console.js", nil)
+	for _, want := range []string{`getAttribute("data-live-idle")`, "visibilitychange", `document.visibilityState === "hidden"`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("console.js lacks %s", want)
+		}
+	}
+	for _, page := range []string{jobs, job} {
+		for _, tag := range regexp.MustCompile(`<script[^>]*>`).FindAllString(page, -1) {
+			if !strings.Contains(tag, ` src="/ui/static/`) {
+				t.Errorf("an inline script: %s", tag)
+			}
+		}
+	}
+}

@@ -6,8 +6,8 @@
 // Pages are rendered on the server with html/template, so every value that
 // comes from a registry or a user (repository names, tags, labels, job logs)
 // is escaped by the template engine, and every page works without JavaScript;
-// one small embedded script only refreshes the job list and a job's log while
-// jobs run. All assets are embedded (go:embed): the console needs no CDN and
+// one small embedded script only refreshes the job list (often while jobs
+// run, now and then otherwise) and a job's log while it runs. All assets are embedded (go:embed): the console needs no CDN and
 // works offline.
 //
 // Only admins get in, as for /api/v0: the login form's credentials are checked

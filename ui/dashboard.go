@@ -3,12 +3,14 @@ package ui
 import (
 	"html/template"
 	"net/http"
+	"strings"
 	"time"
 )
 
 // window is one time range of the dashboard's charts.
 type window struct {
 	Name          string // "last hour", "last day"
+	ID            string // its heading's id: the name with dashes, "h-last-hour"
 	Requests      template.HTML
 	Errors        template.HTML
 	Bytes         template.HTML
@@ -69,6 +71,11 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s session) {
 	c.render(w, http.StatusOK, "dashboard", d)
 }
 
+// headingID is the id of a heading named name: "h-" and the name with its
+// spaces made dashes, since an id holds no whitespace (aria-labelledby would
+// read "h-last hour" as two ids).
+func headingID(name string) string { return "h-" + strings.Join(strings.Fields(name), "-") }
+
 // window draws one time range's charts from its samples.
 func (c *Console) window(name string, ss []sample, from, to time.Time) window {
 	var in []sample
@@ -81,7 +88,7 @@ func (c *Console) window(name string, ss []sample, from, to time.Time) window {
 	errs := func(s Stats) float64 { return s.UpstreamErrors }
 	fromCache := func(s Stats) float64 { return s.BytesFromCache }
 	fromUp := func(s Stats) float64 { return s.BytesFromUpstream }
-	w := window{Name: name,
+	w := window{Name: name, ID: headingID(name),
 		Requests: lineChart("requests per second, "+name, from, to, perSecond, series{"requests/s", "s1", rates(in, req)}),
 		Errors:   lineChart("upstream errors per sample, "+name, from, to, count, series{"upstream errors", "s3", deltas(in, errs)}),
 		Bytes: lineChart("bytes per second served from cache and fetched upstream, "+name, from, to, bytesPerSecond,

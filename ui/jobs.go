@@ -72,7 +72,8 @@ func (c *Console) jobs(w http.ResponseWriter, r *http.Request, s session) {
 }
 
 // jobsTable is the job table alone, which the page's script fetches every
-// two seconds to replace the table while jobs run.
+// two seconds while jobs wait or run, and every ten seconds otherwise (so a
+// job started later shows), to replace the table.
 func (c *Console) jobsTable(w http.ResponseWriter, r *http.Request, s session) {
 	d, err := c.loadJobs(r, s)
 	if err != nil {

@@ -6,8 +6,8 @@
 // Pages are rendered on the server with html/template, so every value that
 // comes from a registry or a user (repository names, tags, labels, job logs)
 // is escaped by the template engine, and every page works without JavaScript;
-// one small embedded script only refreshes the job list and a job's log while
-// jobs run. All assets are embedded (go:embed): the console needs no CDN and
+// one small embedded script only refreshes the job list (often while jobs
+// run, now and then otherwise) and a job's log while it runs. All assets are embedded (go:embed): the console needs no CDN and
 // works offline.
 //
 // Only admins get in, as for /api/v0: the login form's credentials are checked
@@ -330,7 +330,7 @@ var funcs = template.FuncMap{
 	"bytes":      units.Bytes,
 	"short":      shortDigest,
 	"when":       when,
-	"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"iso":        iso,
 	"ago":        ago,
 	"pct":        func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
 	"query":      url.QueryEscape,
@@ -351,6 +351,10 @@ func shortDigest(d string) string {
 	}
 	return alg + ":" + hex[:12]
 }
+
+// iso formats a time for a <time datetime>: RFC 3339 in UTC, which machines
+// parse (when's "... UTC" is for people, and no valid datetime).
+func iso(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // when formats a time in UTC, "" for the zero time.
 func when(t time.Time) string {

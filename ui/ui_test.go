@@ -82,7 +82,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"message": `remoteRepository "` + evil + `": invalid reference format`}}})
 	case p == "/api/v0/jobs" && r.Method == http.MethodGet:
 		_ = json.NewEncoder(w).Encode(map[string]any{"jobs": []mirror.Job{{ID: "j1", Action: mirror.ActionPoll,
-			Status: mirror.StatusRunning, Parameters: map[string]string{"tag": evil}, Error: evil}}})
+			Status: mirror.StatusRunning, LastUpdated: time.Now(), Parameters: map[string]string{"tag": evil}, Error: evil}}})
 	case p == "/api/v0/jobs" && r.Method == http.MethodPost:
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, `{"id":"j2"}`)
@@ -131,6 +131,13 @@ func newHarness(t *testing.T) *harness {
 // secret (http.secret; "" for a random one).
 func newHarnessWith(t *testing.T, cfg config.Auth, secret string) *harness {
 	t.Helper()
+	return newHarnessOver(t, cfg, secret, nil)
+}
+
+// newHarnessOver is newHarnessWith over the mirroring API that apiOf builds
+// with the console's Authorizer; nil: the fake API, which h.api records.
+func newHarnessOver(t *testing.T, cfg config.Auth, secret string, apiOf func(*auth.Authorizer) http.Handler) *harness {
+	t.Helper()
 	var logs strings.Builder
 	var mu sync.Mutex
 	l := logrus.New()
@@ -141,7 +148,11 @@ func newHarnessWith(t *testing.T, cfg config.Auth, secret string) *harness {
 		t.Fatal(err)
 	}
 	api := &fakeAPI{}
-	c, err := New(Options{Auth: authz, Catalog: fakeCatalog{}, API: api, Log: log, MaxSize: 1 << 30, Secret: secret,
+	var handler http.Handler = api
+	if apiOf != nil {
+		api, handler = nil, apiOf(authz)
+	}
+	c, err := New(Options{Auth: authz, Catalog: fakeCatalog{}, API: handler, Log: log, MaxSize: 1 << 30, Secret: secret,
 		Stats: StatsFunc(func() Stats { return Stats{CacheSize: 1 << 20, Hits: 3, Misses: 1} }),
 		Upstreams: func() []Upstream {
 			return []Upstream{

@@ -161,18 +161,43 @@ async function mirrorsPhase() {
   await shot("phone-dashboard");
 }
 
+// liveJobList opens the poll_mirror job list while no job is active, starts a
+// job as the Run now form would (posted from the page's script, so the page
+// stays), and waits for it to appear in the list, which is never reloaded.
+async function liveJobList() {
+  await page.goto(base + "jobs?action=poll_mirror");
+  const before = await page.locator("#jobtable a").count();
+  await page.evaluate(() => { window.__notReloaded = true; });
+  const status = await page.evaluate(async () => {
+    const csrf = document.querySelector('form[action="/ui/jobs/run"] input[name="csrf"]').value;
+    const r = await fetch("/ui/jobs/run", { method: "POST", body: new URLSearchParams({ csrf }) });
+    return r.status;
+  });
+  check(status === 200, `Run now answered ${status}`);
+  const until = Date.now() + 30000;
+  while (await page.locator("#jobtable a").count() <= before) {
+    if (Date.now() > until) throw new Error(`the job list did not show the new poll_mirror job within 30 s without a reload (${before} rows)`);
+    await page.waitForTimeout(500);
+  }
+  check(await page.evaluate(() => window.__notReloaded === true), "the job list was reloaded, not updated in place");
+}
+
 async function pushPhase() {
   await login();
-  // The job list refreshes itself: open it and wait for the job to show done.
+  // The job list refreshes itself: open it once and wait, without reloading,
+  // for the job to appear and show done. A marker on the window proves that
+  // the page was never reloaded.
   await page.goto(base + "jobs?action=push_mirror_tag");
+  await page.evaluate(() => { window.__notReloaded = true; });
   const until = Date.now() + 60000;
   for (;;) {
     const text = await page.locator("#jobtable").innerText();
     if (text.includes("release-1") && text.includes("done")) break;
-    if (Date.now() > until) throw new Error(`no done push job for release-1:\n${text}`);
-    if (!text.includes("running") && !text.includes("waiting")) await page.reload(); // nothing to refresh live
+    if (Date.now() > until) throw new Error(`no done push job for release-1 without a reload:\n${text}`);
     await page.waitForTimeout(500);
   }
+  check(await page.evaluate(() => window.__notReloaded === true), "the job list was reloaded, not updated in place");
+  await liveJobList();
   const table = await page.locator("#jobtable").innerText();
   check(!table.includes("tag=scratch"), "a push job for a tag the rule does not select");
   await shot("jobs-push");

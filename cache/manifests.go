@@ -41,7 +41,7 @@ func (c *Cache) manifestByDigest(ctx context.Context, repo repository, dgst dige
 		return nil, err
 	}
 	return shared(ctx, c, "digest "+repo.local+"@"+dgst.String(), func(ctx context.Context) (*Manifest, error) {
-		return c.fetchManifest(ctx, repo, dgst.String(), dgst, accept)
+		return c.fetchDigest(ctx, repo, dgst, accept)
 	})
 }
 
@@ -82,7 +82,7 @@ func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, 
 		return m, nil
 	}
 	m, err := shared(ctx, c, "digest "+repo.local+"@"+desc.Digest.String(), func(ctx context.Context) (*Manifest, error) {
-		return c.fetchManifest(ctx, repo, desc.Digest.String(), desc.Digest, accept)
+		return c.fetchDigest(ctx, repo, desc.Digest, accept)
 	})
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -234,7 +235,13 @@ func (c *Cache) headTag(ctx context.Context, repo repository, tag string, accept
 // list when there is one, since the upstream may answer different Accept
 // lists with different manifests of one tag.
 func tagKey(host, repo, tag string, accept []string) string {
-	key := "tag:" + host + "/" + repo + ":" + tag
+	return "tag:" + tagName(host, repo, tag, accept)
+}
+
+// tagName is "<host>/<repo>:<tag>", followed by a short hash of the Accept
+// list when there is one: tagKey's and tagFetchKey's name of the tag.
+func tagName(host, repo, tag string, accept []string) string {
+	key := host + "/" + repo + ":" + tag
 	if len(accept) > 0 {
 		sum := sha256.Sum256([]byte(strings.Join(accept, ",")))
 		key += "#" + hex.EncodeToString(sum[:6])
@@ -309,4 +316,44 @@ func (c *Cache) fetchDigest(ctx context.Context, repo repository, dgst digest.Di
 // not part of it: a digest names one body whatever the client accepts.
 func manifestKey(host, repo string, dgst digest.Digest) string {
 	return "manifest:" + host + "/" + repo + "@" + dgst.String()
+}
+
+// fetchTagOnce GETs tag of repo upstream, stores and tags the manifest, once
+// for the whole cluster (manifestOnce): the holder publishes the digest it
+// got (for tagResultTTL, as headTag does), and a replica that waited reads
+// that manifest from the store, which checks it hashes to the digest.
+func (c *Cache) fetchTagOnce(ctx context.Context, repo repository, tag string, accept []string) (*Manifest, error) {
+	key := tagFetchKey(c.up.Host(), repo.up, tag, accept)
+	fetch := func() (*Manifest, error) {
+		m, err := c.fetchAndTag(ctx, repo, tag, accept)
+		if err == nil && !m.unstored && c.coord.Clustered() {
+			if perr := c.coord.Put(ctx, key, m.Digest.String(), tagResultTTL); perr != nil {
+				c.log.WithError(perr).WithField("lease", key).Debug("tag fetch not published")
+			}
+		}
+		return m, err
+	}
+	stored := func() (*Manifest, error) {
+		v, ok, err := c.coord.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("read the digest another replica fetched for %s: %w", key, err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("no digest published for %s", key)
+		}
+		dgst, err := digest.Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("digest published for %s: %w", key, err)
+		}
+		return c.localManifest(ctx, repo, dgst, Miss)
+	}
+	return c.manifestOnce(ctx, key, fetch, stored)
+}
+
+// tagFetchKey names the GET of tag of repo on the upstream host in the
+// cluster: "manifest:<host>/<repo>:<tag>", with tagKey's hash of the Accept
+// list, since the upstream may answer different Accept lists with different
+// manifests of one tag.
+func tagFetchKey(host, repo, tag string, accept []string) string {
+	return "manifest:" + tagName(host, repo, tag, accept)
 }

@@ -100,16 +100,23 @@ func (c *Cache) isFresh(key string) bool {
 }
 
 // fetchTag fetches a tag the cache does not hold (or whose digest the upstream did
-// not say), verifies it against the digest header if any, stores and tags it.
+// not say), verifies it against the digest header if any, stores and tags it,
+// once for the cluster (fetchTagOnce).
 func (c *Cache) fetchTag(ctx context.Context, repo repository, tag string, accept []string) (*Manifest, error) {
 	return shared(ctx, c, "tag "+repo.local+":"+tag+" "+strings.Join(accept, ","), func(ctx context.Context) (*Manifest, error) {
-		m, err := c.fetchManifest(ctx, repo, tag, "", accept)
-		if err != nil {
-			return nil, err
-		}
-		c.keepTag(ctx, repo, tag, m)
-		return m, nil
+		return c.fetchTagOnce(ctx, repo, tag, accept)
 	})
+}
+
+// fetchAndTag GETs tag of repo upstream, stores the manifest and points the
+// tag at it.
+func (c *Cache) fetchAndTag(ctx context.Context, repo repository, tag string, accept []string) (*Manifest, error) {
+	m, err := c.fetchManifest(ctx, repo, tag, "", accept)
+	if err != nil {
+		return nil, err
+	}
+	c.keepTag(ctx, repo, tag, m)
+	return m, nil
 }
 
 // fetchManifest GETs ref upstream and stores it. want is the digest the body must

@@ -11,7 +11,8 @@ import (
 // TestS3ClusterManifestOnce: three replicas sharing a bucket and a Redis,
 // none holding the manifest; 30 concurrent GETs of it by digest spread over
 // them fetch it with one upstream GET for the whole cluster (not one per
-// replica), and all get the manifest; with Redis stopped another manifest
+// replica), and all get the manifest; so does a burst of GETs of a tag none
+// holds (a GET by tag upstream); with Redis stopped another manifest
 // is still served (each replica fetching alone).
 func TestS3ClusterManifestOnce(t *testing.T) {
 	rs, srv, reg := startEnv(t)
@@ -27,6 +28,16 @@ func TestS3ClusterManifestOnce(t *testing.T) {
 	t.Logf("30 GETs of an uncached manifest by digest over 3 replicas: %d upstream GETs, %v", n, time.Since(start))
 	if n != 1 {
 		t.Errorf("%d upstream manifest GETs for one burst across the cluster, want 1", n)
+	}
+
+	cold := reg.PushRandom(t, "cl/man:cold", 1000, 1)
+	dc, _ := cold.Digest()
+	gets = reg.Count("GET", "manifests")
+	tagBurst(t, rs3, 30, "cl/man", "cold", digest.Digest(dc.String()))
+	n = reg.Count("GET", "manifests") - gets
+	t.Logf("30 GETs of an uncached tag over 3 replicas: %d upstream GETs", n)
+	if n != 1 {
+		t.Errorf("%d upstream manifest GETs for one burst of a cold tag across the cluster, want 1", n)
 	}
 
 	img2 := reg.PushRandom(t, "cl/man:v2", 1000, 1)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -234,10 +235,125 @@ func (c *Cache) headTag(ctx context.Context, repo repository, tag string, accept
 // list when there is one, since the upstream may answer different Accept
 // lists with different manifests of one tag.
 func tagKey(host, repo, tag string, accept []string) string {
-	key := "tag:" + host + "/" + repo + ":" + tag
+	return "tag:" + tagName(host, repo, tag, accept)
+}
+
+// tagName is "<host>/<repo>:<tag>", followed by a short hash of the Accept
+// list when there is one: tagKey's and tagFetchKey's name of the tag.
+func tagName(host, repo, tag string, accept []string) string {
+	key := host + "/" + repo + ":" + tag
 	if len(accept) > 0 {
 		sum := sha256.Sum256([]byte(strings.Join(accept, ",")))
 		key += "#" + hex.EncodeToString(sum[:6])
 	}
 	return key
+}
+
+// Cluster coordination of manifest fetches.
+const (
+	// manifestLeaseTTL is how long a manifest fetch lease lives without
+	// renewal (the holder renews it while it fetches): a replica that dies
+	// mid-GET holds the others up this long at most.
+	manifestLeaseTTL = 2 * time.Second
+	// manifestWait bounds how long a replica waits for another's fetch of
+	// the same manifest before it GETs the manifest itself. It is longer
+	// than tagWait because a GET carries a body and may be retried.
+	manifestWait = 10 * time.Second
+)
+
+// manifestOnce runs fetch, which GETs a manifest upstream and stores it,
+// once for the whole cluster: the replica that takes the lease key runs
+// fetch and releases the lease after it; a replica that finds the lease
+// taken waits for its release (at most manifestWait) and reads what the
+// holder stored with stored, running fetch itself when that fails (the
+// holder failed or died). Alone, or when the coordination service is
+// unreachable, it just runs fetch. Concurrent callers in this process are
+// coalesced before this (shared).
+func (c *Cache) manifestOnce(ctx context.Context, key string, fetch, stored func() (*Manifest, error)) (*Manifest, error) {
+	if !c.coord.Clustered() {
+		return fetch()
+	}
+	log := c.log.WithField("lease", key)
+	held, release, err := c.coord.Lease(ctx, key, manifestLeaseTTL)
+	if err != nil {
+		log.WithError(err).Debug("no manifest fetch lease; fetching alone")
+		return fetch()
+	}
+	if held {
+		defer release()
+		// The previous holder may have stored it just before releasing.
+		if m, err := stored(); err == nil {
+			return m, nil
+		}
+		return fetch()
+	}
+	wctx, cancel := context.WithTimeout(ctx, manifestWait)
+	werr := c.coord.WaitReleased(wctx, key)
+	cancel()
+	if werr != nil {
+		log.WithError(werr).Debug("waiting for another replica's manifest fetch failed; fetching alone")
+		return fetch()
+	}
+	m, err := stored()
+	if err != nil {
+		log.WithError(err).Debug("manifest not stored by another replica's fetch; fetching alone")
+		return fetch()
+	}
+	return m, nil
+}
+
+// fetchDigest GETs the manifest dgst of repo upstream once for the cluster
+// (manifestOnce); a replica that waited reads it from the store, which
+// checks it hashes to dgst.
+func (c *Cache) fetchDigest(ctx context.Context, repo repository, dgst digest.Digest, accept []string) (*Manifest, error) {
+	return c.manifestOnce(ctx, manifestKey(c.up.Host(), repo.up, dgst),
+		func() (*Manifest, error) { return c.fetchManifest(ctx, repo, dgst.String(), dgst, accept) },
+		func() (*Manifest, error) { return c.localManifest(ctx, repo, dgst, Miss) })
+}
+
+// manifestKey names the fetch of the manifest dgst of repo on the upstream
+// host in the cluster: "manifest:<host>/<repo>@<digest>". The Accept list is
+// not part of it: a digest names one body whatever the client accepts.
+func manifestKey(host, repo string, dgst digest.Digest) string {
+	return "manifest:" + host + "/" + repo + "@" + dgst.String()
+}
+
+// fetchTagOnce GETs tag of repo upstream, stores and tags the manifest, once
+// for the whole cluster (manifestOnce): the holder publishes the digest it
+// got (for tagResultTTL, as headTag does), and a replica that waited reads
+// that manifest from the store, which checks it hashes to the digest.
+func (c *Cache) fetchTagOnce(ctx context.Context, repo repository, tag string, accept []string) (*Manifest, error) {
+	key := tagFetchKey(c.up.Host(), repo.up, tag, accept)
+	fetch := func() (*Manifest, error) {
+		m, err := c.fetchAndTag(ctx, repo, tag, accept)
+		if err == nil && !m.unstored && c.coord.Clustered() {
+			if perr := c.coord.Put(ctx, key, m.Digest.String(), tagResultTTL); perr != nil {
+				c.log.WithError(perr).WithField("lease", key).Debug("tag fetch not published")
+			}
+		}
+		return m, err
+	}
+	stored := func() (*Manifest, error) {
+		v, ok, err := c.coord.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("read the digest another replica fetched for %s: %w", key, err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("no digest published for %s", key)
+		}
+		dgst, err := digest.Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("digest published for %s: %w", key, err)
+		}
+		return c.localManifest(ctx, repo, dgst, Miss)
+	}
+	return c.manifestOnce(ctx, key, fetch, stored)
+}
+
+// tagFetchKey names the GET of tag of repo on the upstream host in the
+// cluster: "manifest:<host>/<repo>:<tag>", with tagKey's hash of the Accept
+// list, since the upstream may answer different Accept lists with different
+// manifests of one tag.
+func tagFetchKey(host, repo, tag string, accept []string) string {
+	return "manifest:" + tagName(host, repo, tag, accept)
 }

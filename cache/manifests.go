@@ -41,7 +41,7 @@ func (c *Cache) manifestByDigest(ctx context.Context, repo repository, dgst dige
 		return nil, err
 	}
 	return shared(ctx, c, "digest "+repo.local+"@"+dgst.String(), func(ctx context.Context) (*Manifest, error) {
-		return c.fetchManifest(ctx, repo, dgst.String(), dgst, accept)
+		return c.fetchDigest(ctx, repo, dgst, accept)
 	})
 }
 
@@ -82,7 +82,7 @@ func (c *Cache) manifestByTag(ctx context.Context, repo repository, tag string, 
 		return m, nil
 	}
 	m, err := shared(ctx, c, "digest "+repo.local+"@"+desc.Digest.String(), func(ctx context.Context) (*Manifest, error) {
-		return c.fetchManifest(ctx, repo, desc.Digest.String(), desc.Digest, accept)
+		return c.fetchDigest(ctx, repo, desc.Digest, accept)
 	})
 	if err != nil {
 		return nil, err
@@ -100,16 +100,23 @@ func (c *Cache) isFresh(key string) bool {
 }
 
 // fetchTag fetches a tag the cache does not hold (or whose digest the upstream did
-// not say), verifies it against the digest header if any, stores and tags it.
+// not say), verifies it against the digest header if any, stores and tags it,
+// once for the cluster (fetchTagOnce).
 func (c *Cache) fetchTag(ctx context.Context, repo repository, tag string, accept []string) (*Manifest, error) {
 	return shared(ctx, c, "tag "+repo.local+":"+tag+" "+strings.Join(accept, ","), func(ctx context.Context) (*Manifest, error) {
-		m, err := c.fetchManifest(ctx, repo, tag, "", accept)
-		if err != nil {
-			return nil, err
-		}
-		c.keepTag(ctx, repo, tag, m)
-		return m, nil
+		return c.fetchTagOnce(ctx, repo, tag, accept)
 	})
+}
+
+// fetchAndTag GETs tag of repo upstream, stores the manifest and points the
+// tag at it.
+func (c *Cache) fetchAndTag(ctx context.Context, repo repository, tag string, accept []string) (*Manifest, error) {
+	m, err := c.fetchManifest(ctx, repo, tag, "", accept)
+	if err != nil {
+		return nil, err
+	}
+	c.keepTag(ctx, repo, tag, m)
+	return m, nil
 }
 
 // fetchManifest GETs ref upstream and stores it. want is the digest the body must

@@ -25,10 +25,18 @@ import (
 // requests of a burst arrive.
 func slowHeads(t *testing.T, upstreamURL string, delay time.Duration) string {
 	t.Helper()
+	return slowManifests(t, upstreamURL, http.MethodHead, delay)
+}
+
+// slowManifests is a front of the upstream registry that answers manifest
+// requests of method after delay, so that one is still running while the
+// other requests of a burst arrive.
+func slowManifests(t *testing.T, upstreamURL, method string, delay time.Duration) string {
+	t.Helper()
 	u, _ := url.Parse(upstreamURL)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {
+		if r.Method == method && strings.Contains(r.URL.Path, "/manifests/") {
 			select {
 			case <-time.After(delay):
 			case <-r.Context().Done():

@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ocimirror/proxy/cluster"
 )
 
 // TestS3ClusterManifestOnce: three replicas sharing a bucket and a Redis,
@@ -47,4 +52,46 @@ func TestS3ClusterManifestOnce(t *testing.T) {
 	start = time.Now()
 	tagBurst(t, rs3, 30, "cl/man", d2.String(), digest.Digest(d2.String()))
 	t.Logf("30 GETs with redis down: %d upstream GETs, %v", reg.Count("GET", "manifests")-gets, time.Since(start))
+}
+
+// TestS3ClusterManifestHolderFails: a replica that finds another holding the
+// fetch lease of a manifest waits for it; when the holder lets go without
+// having stored the manifest (its fetch failed), the replica fetches the
+// manifest itself and answers right, with one upstream GET in all.
+func TestS3ClusterManifestHolderFails(t *testing.T) {
+	rs, srv, reg := startEnv(t)
+	img := reg.PushRandom(t, "cl/gone:v1", 1000, 1)
+	d, _ := img.Digest()
+	rs1 := startCluster(t, 1, srv, rs, reg.URL, 2*time.Second)
+	u, err := url.Parse(reg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lease a replica fetching this manifest would hold (renewed until released).
+	coord := cluster.NewRedis(redis.NewClient(&redis.Options{Addr: rs.Addr, MaxRetries: -1}))
+	t.Cleanup(func() { coord.Close() })
+	held, release, err := coord.Lease(context.Background(), "manifest:"+u.Host+"/cl/gone@"+d.String(), 2*time.Second)
+	if err != nil || !held {
+		t.Fatalf("take the manifest's fetch lease: held %v, %v", held, err)
+	}
+	const hold = 1500 * time.Millisecond
+	timer := time.AfterFunc(hold, release) // the holder gives up, nothing stored
+	t.Cleanup(func() { timer.Stop(); release() })
+
+	gets := reg.Count("GET", "manifests")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	got, err := manifestDigest(ctx, rs1[0].URL, "cl/gone", d.String())
+	took := time.Since(start)
+	if err != nil || got != digest.Digest(d.String()) {
+		t.Fatalf("GET by digest: %s, %v; want %s", got, err, d)
+	}
+	if n := reg.Count("GET", "manifests") - gets; n != 1 {
+		t.Errorf("%d upstream manifest GETs, want 1 (after the holder let go)", n)
+	}
+	if took < hold-100*time.Millisecond {
+		t.Errorf("answered in %v: the replica did not wait for the lease holder (%v)", took, hold)
+	}
+	t.Logf("answered %v after the GET, the holder having let go after %v", took, hold)
 }

@@ -187,47 +187,73 @@ const (
 func (c *Cache) headTag(ctx context.Context, repo repository, tag string, accept []string) (upstream.Descriptor, error) {
 	head := func() (upstream.Descriptor, error) { return c.up.HeadManifest(ctx, repo.up, tag, accept) }
 	if !c.coord.Clustered() {
-		return head()
+		return head() // on every revalidation: no lease key to build
 	}
 	key := tagKey(c.up.Host(), repo.up, tag, accept)
-	log := c.log.WithField("repo", repo.local).WithField("tag", tag)
-	held, release, err := c.coord.Lease(ctx, key, tagLeaseTTL)
-	if err != nil {
-		log.WithError(err).Debug("no tag revalidation lease; revalidating alone")
-		return head()
-	}
-	if held {
-		defer release()
+	lead := func() (upstream.Descriptor, error) {
 		desc, err := head()
 		if err == nil && desc.Digest != "" {
 			if b, merr := json.Marshal(desc); merr == nil {
 				if perr := c.coord.Put(ctx, key, string(b), tagResultTTL); perr != nil {
-					log.WithError(perr).Debug("tag revalidation not published")
+					c.log.WithError(perr).WithField("lease", key).Debug("tag revalidation not published")
 				}
 			}
 		}
 		return desc, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, tagWait)
+	published := func() (upstream.Descriptor, error) {
+		var desc upstream.Descriptor
+		v, ok, err := c.coord.Get(ctx, key)
+		switch {
+		case err != nil:
+			return desc, err
+		case !ok:
+			return desc, errors.New("nothing published")
+		}
+		if err := json.Unmarshal([]byte(v), &desc); err != nil || desc.Digest.Validate() != nil {
+			c.log.WithField("lease", key).WithField("value", v).Warn("malformed tag revalidation result in the cluster; revalidating alone")
+			return desc, errors.New("malformed result")
+		}
+		return desc, nil
+	}
+	return clusterOnce(ctx, c, "tag revalidation", key, tagLeaseTTL, tagWait, lead, head, published)
+}
+
+// clusterOnce does a piece of upstream work once for the whole cluster, under
+// the lease key: the replica that takes the lease runs lead (the work, and
+// whatever it leaves for the others: a published result, a stored manifest)
+// and releases the lease after it; a replica that finds the lease taken waits
+// for its release (at most wait) and takes result, the holder's outcome, and
+// runs alone (the work by itself) when that fails: the holder failed or
+// died. Alone too it runs when it is not in a cluster or the coordination
+// service is unreachable. what names the work in the debug log.
+func clusterOnce[T any](ctx context.Context, c *Cache, what, key string, ttl, wait time.Duration, lead, alone, result func() (T, error)) (T, error) {
+	if !c.coord.Clustered() {
+		return alone()
+	}
+	log := c.log.WithField("lease", key)
+	held, release, err := c.coord.Lease(ctx, key, ttl)
+	if err != nil {
+		log.WithError(err).Debug("no " + what + " lease; going alone")
+		return alone()
+	}
+	if held {
+		defer release()
+		return lead()
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	werr := c.coord.WaitReleased(wctx, key)
 	cancel()
 	if werr != nil {
-		log.WithError(werr).Debug("waiting for another replica's tag revalidation failed; revalidating alone")
-		return head()
+		log.WithError(werr).Debug("waiting for another replica's " + what + " failed; going alone")
+		return alone()
 	}
-	v, ok, err := c.coord.Get(ctx, key)
-	if err != nil || !ok {
-		if err != nil {
-			log.WithError(err).Debug("tag revalidation result unreadable; revalidating alone")
-		}
-		return head()
+	v, err := result()
+	if err != nil {
+		log.WithError(err).Debug("no result of another replica's " + what + "; going alone")
+		return alone()
 	}
-	var desc upstream.Descriptor
-	if err := json.Unmarshal([]byte(v), &desc); err != nil || desc.Digest.Validate() != nil {
-		log.WithField("value", v).Warn("malformed tag revalidation result in the cluster; revalidating alone")
-		return head()
-	}
-	return desc, nil
+	return v, nil
 }
 
 // tagKey names the revalidation of tag of repo on the upstream host in the
@@ -270,36 +296,14 @@ const (
 // unreachable, it just runs fetch. Concurrent callers in this process are
 // coalesced before this (shared).
 func (c *Cache) manifestOnce(ctx context.Context, key string, fetch, stored func() (*Manifest, error)) (*Manifest, error) {
-	if !c.coord.Clustered() {
-		return fetch()
-	}
-	log := c.log.WithField("lease", key)
-	held, release, err := c.coord.Lease(ctx, key, manifestLeaseTTL)
-	if err != nil {
-		log.WithError(err).Debug("no manifest fetch lease; fetching alone")
-		return fetch()
-	}
-	if held {
-		defer release()
+	lead := func() (*Manifest, error) {
 		// The previous holder may have stored it just before releasing.
 		if m, err := stored(); err == nil {
 			return m, nil
 		}
 		return fetch()
 	}
-	wctx, cancel := context.WithTimeout(ctx, manifestWait)
-	werr := c.coord.WaitReleased(wctx, key)
-	cancel()
-	if werr != nil {
-		log.WithError(werr).Debug("waiting for another replica's manifest fetch failed; fetching alone")
-		return fetch()
-	}
-	m, err := stored()
-	if err != nil {
-		log.WithError(err).Debug("manifest not stored by another replica's fetch; fetching alone")
-		return fetch()
-	}
-	return m, nil
+	return clusterOnce(ctx, c, "manifest fetch", key, manifestLeaseTTL, manifestWait, lead, fetch, stored)
 }
 
 // fetchDigest GETs the manifest dgst of repo upstream once for the cluster
